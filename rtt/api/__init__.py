@@ -1,0 +1,1 @@
+"""Front doors: each translates its dialect's wire shape to core calls and back, nothing more."""

@@ -1,0 +1,43 @@
+"""What every HTTP front door needs: bounded body reading and JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rtt.errors import Reason, RttError, invalid
+from rtt.protocol import dumps, loads
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413/40600) as soon as it passes `limit`."""
+    too_large = RttError(413, Reason.TOO_LARGE, f"request body larger than {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    raw = await read_body(request, limit)
+    try:
+        return loads(raw)
+    except ValueError:
+        raise invalid("body is not valid JSON") from None
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(dumps(content), status, headers, media_type="application/json")

@@ -1,0 +1,76 @@
+"""create_app(): the one place where settings, engine, hub and front doors are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from rtt.api.health import healthz, readyz
+from rtt.api.s2s import s2s_dispatcher
+from rtt.api.ws import rtt_socket
+from rtt.core import operations
+from rtt.core.node import Core
+from rtt.engines.base import Engine
+from rtt.engines.local import local_engine
+from rtt.realtime.hub import Hub
+from rtt.runtime import Node
+from rtt.settings import Settings
+
+log = logging.getLogger("rtt")
+
+assert operations.OPERATIONS  # every operation is registered before the first request
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine named by the settings."""
+    if settings.engine == "local":
+        return local_engine(
+            settings.database,
+            stream_max_items=settings.stream_max_items,
+            stream_max_seconds=settings.stream_max_seconds,
+        )
+    raise ValueError(f"engine {settings.engine!r} is not available in this build")
+
+
+async def _sweep_forever(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.settings.sweep_interval_seconds)
+        try:
+            await node.engine.store.sweep()
+        except Exception:
+            log.exception("sweep failed; retrying next interval")
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
+    engine = engine or build_engine(settings)
+    hub = Hub(engine.presence)
+    node = Node(settings, engine, hub, Core(settings, engine))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await engine.start(hub.dispatch)
+        sweeper = asyncio.create_task(_sweep_forever(node))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await engine.close()
+
+    app = Starlette(
+        routes=[
+            Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            WebSocketRoute("/rtt", rtt_socket),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    return app

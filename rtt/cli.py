@@ -1,0 +1,85 @@
+"""`rtt serve` runs one node; `rtt token` mints a connection token for a profile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from rtt import tokens
+from rtt.app import create_app
+from rtt.settings import Settings, settings_from
+
+
+def _print_demo(settings: Settings) -> None:
+    secrets = settings.generated_secrets
+    print(
+        "rtt: no --config given, serving the development app 'demo' with these secrets"
+        " (printed once, new on every start):\n"
+        f"  client secret (JWT HS256) : {secrets['secret']}\n"
+        f"  S2S server 'backend'      : {secrets['server_secret']}\n"
+        f"  RongCloud demo-key secret : {secrets['app_secret']}\n"
+        f"  API user 'admin' password : {secrets['admin_password']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def serve(args: argparse.Namespace) -> None:
+    settings = settings_from(
+        args.config,
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        redis_url=args.redis_url,
+        database=args.database,
+    )
+    if settings.generated_secrets:
+        _print_demo(settings)
+    max_frame = max(app.limits.max_frame_bytes for app in settings.apps.values())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=max_frame,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level=args.log_level,
+        access_log=False,
+    )
+
+
+def token(args: argparse.Namespace) -> None:
+    settings = settings_from(args.config)
+    if settings.generated_secrets:
+        sys.exit(
+            "rtt token: needs --config (or RTT_CONFIG): the demo app's secret changes every start"
+        )
+    app = settings.apps.get(args.app)
+    if app is None:
+        sys.exit(f"rtt token: no app {args.app!r} in {settings.config_path}")
+    print(tokens.mint(args.app, app, args.profile, args.ttl)[0])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rtt", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    s = commands.add_parser("serve", help="run one rtt node")
+    s.add_argument("--config", help="apps TOML file (default: RTT_CONFIG, else a demo app)")
+    s.add_argument("--host", help="bind address (RTT_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (RTT_PORT, default 8080)")
+    s.add_argument("--engine", choices=["local", "redis"], help="RTT_ENGINE, default local")
+    s.add_argument("--redis-url", help="RTT_REDIS_URL for --engine redis")
+    s.add_argument("--database", help="SQLite file of the local engine (RTT_DATABASE, rtt.db)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(run=serve)
+    t = commands.add_parser("token", help="print a connection token (JWT) for a profile")
+    t.add_argument("--app", required=True)
+    t.add_argument("--profile", required=True)
+    t.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    t.add_argument("--config", help="apps TOML file (default: RTT_CONFIG)")
+    t.set_defaults(run=token)
+    args = parser.parse_args(argv)
+    args.run(args)

@@ -1,0 +1,1 @@
+"""The rules and the one delivery pipeline, shared by every front door."""

@@ -1,0 +1,92 @@
+"""deliver(): the one path every pushed item takes. Persist, then ring the broker.
+
+1. find who is offline (they get a push outbox entry, written in the same transaction);
+2. store the item, its stream entries (a seq per recipient) and the push entries atomically;
+3. publish one Fanout: the frame encoded once, plus (profile, seq) per recipient.
+The caller is acknowledged only after step 2, so an acknowledged item survives a crash; the
+broker is a doorbell, and any frame it loses is healed from the store by seq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from rtt.core.node import Core
+from rtt.domain.events import Event
+from rtt.domain.messages import Message, fresh_inbox_entry
+from rtt.domain.push import PushEntry, preview
+from rtt.engines.base import Fanout
+from rtt.protocol import Frame, data_fields, loads, spliced_frame, whole_frame
+from rtt.settings import AppConfig
+
+
+async def _offline(core: Core, app_id: str, app: AppConfig, profiles: list[str]) -> list[str]:
+    if not app.features.push:
+        return []
+    online = await core.engine.presence.online(app_id, profiles)
+    return [p for p in profiles if p not in online]
+
+
+def _pushes(offline: list[str], entry: Callable[[str], PushEntry]) -> list[PushEntry]:
+    return [entry(p) for p in offline]
+
+
+async def deliver_message(
+    core: Core, app_id: str, app: AppConfig, message: Message, inbox: list[str], sent_by: str | None
+) -> None:
+    """Store a message for `inbox` (and `sent_by`'s sent box), then push it to who is online."""
+    offline = await _offline(core, app_id, app, inbox)
+    content = loads(message.content)
+    title, body = message.sender.get("name") or "", preview(content)
+    data = orjson.dumps({"msgId": message.msg_id})
+    pushes = _pushes(
+        offline,
+        lambda p: PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at),
+    )
+    frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message).item())
+    seqs = await core.engine.store.append_message(app_id, message, inbox, sent_by, frame, pushes)
+    await core.engine.broker.publish(
+        Fanout(app_id, frame, [(p, s, b"") for p, s in zip(inbox, seqs, strict=True)])
+    )
+
+
+async def deliver_events(core: Core, app_id: str, app: AppConfig, events: list[Event]) -> None:
+    """Store one event per recipient, then push each to its recipient if online."""
+    first = events[0]
+    offline = await _offline(core, app_id, app, [e.to_id for e in events])
+    ev_id_of = {e.to_id: e.ev_id for e in events}
+    pushes = _pushes(
+        offline,
+        lambda p: PushEntry(
+            p, "event", ev_id_of[p], first.event_type, "", first.data, first.created_at
+        ),
+    )
+    frame = spliced_frame(
+        "event",
+        "GET_EVENTS",
+        {
+            "eventType": first.event_type,
+            "fromPlayerId": first.from_id,
+            "createdAt": first.created_at,
+            "eventData": orjson.Fragment(first.data),
+        },
+    )
+    mids = [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in events]
+    seqs = await core.engine.store.append_events(app_id, events, frame, mids, pushes)
+    await core.engine.broker.publish(
+        Fanout(
+            app_id,
+            frame,
+            [(e.to_id, s, mid) for e, s, mid in zip(events, seqs, mids, strict=True)],
+        )
+    )
+
+
+async def publish_change(
+    core: Core, app_id: str, frame: Frame, targets: list[tuple[str, int]]
+) -> None:
+    """Push an already stored UPDATED/DELETED item to the profiles that hold the message."""
+    if targets:
+        await core.engine.broker.publish(Fanout(app_id, frame, [(p, s, b"") for p, s in targets]))

@@ -1,0 +1,307 @@
+"""Messaging operations (API.md §2 Sys API, §5 client API) on top of deliver()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from rtt.core.deliver import deliver_message, publish_change
+from rtt.core.node import Core, now_ms
+from rtt.core.registry import CLIENT, SERVER, Caller, operation
+from rtt.domain import fields
+from rtt.domain.messages import (
+    BOXES,
+    Message,
+    content_bytes,
+    new_message,
+    system_sender,
+)
+from rtt.domain.paging import decode_context, page_result, parse_context
+from rtt.engines.base import MessageNotFound, VersionMismatch
+from rtt.errors import Reason, RttError, invalid, not_found
+from rtt.protocol import whole_frame
+
+MAX_IDS = 1000
+BOTH = (SERVER, CLIENT)
+
+
+def _msgbox(data: dict[str, Any]) -> str:
+    box = fields.string(data, "msgbox", max_length=16)
+    if box not in BOXES:
+        raise invalid(f"msgbox must be one of {', '.join(BOXES)}")
+    return str(box)
+
+
+def _msg_ids(data: dict[str, Any]) -> list[str]:
+    return fields.id_list(data, "msgIds", max_count=MAX_IDS)
+
+
+def _version(data: dict[str, Any]) -> int:
+    return int(fields.integer(data, "msgVer", low=-1, high=2**53))
+
+
+def _version_error() -> RttError:
+    return RttError(400, Reason.VERSION_MISMATCH, "msgVer does not match the message's version")
+
+
+async def _current(core: Core, caller: Caller, msg_id: str, wanted: int) -> Message:
+    """The message, checked against the caller's msgVer (-1 accepts any)."""
+    found = await core.engine.store.get_messages(caller.app_id, [msg_id])
+    if not found:
+        raise not_found()
+    if wanted != -1 and found[0].msg_ver != wanted:
+        raise _version_error()
+    return found[0]
+
+
+# --- Sys API (servers) ---------------------------------------------------------------------
+
+
+async def _system_send(
+    core: Core, caller: Caller, data: dict[str, Any], content: bytes
+) -> dict[str, Any]:
+    to = fields.id_list(
+        data, "toProfileIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
+    )
+    sender = system_sender(data.get("fromJson"))
+    message = new_message(sender, to, content, now_ms())
+    await deliver_message(core, caller.app_id, caller.app, message, to, None)
+    return {"msgId": message.msg_id}
+
+
+@operation("messaging", "SYS_SEND_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_send_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    content = content_bytes(
+        fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
+    )
+    return await _system_send(core, caller, data, content)
+
+
+def _simple_content(data: dict[str, Any], max_bytes: int) -> bytes:
+    text = fields.required(data, "text")
+    if not isinstance(text, str):
+        raise invalid("text must be a string")
+    return content_bytes({"text": text}, max_bytes, "text")
+
+
+@operation("messaging", "SYS_SEND_MESSAGE_SIMPLE", roles=(SERVER,), feature="messaging")
+async def sys_send_message_simple(
+    core: Core, caller: Caller, data: dict[str, Any]
+) -> dict[str, Any]:
+    content = _simple_content(data, caller.app.limits.max_content_bytes)
+    return await _system_send(core, caller, data, content)
+
+
+@operation("messaging", "SYS_GET_MESSAGES", roles=(SERVER,), feature="messaging")
+async def sys_get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    ids = _msg_ids(data)
+    found = await core.engine.store.get_messages(caller.app_id, ids)
+    return {"requested": len(ids), "actual": len(found), "items": [m.item() for m in found]}
+
+
+async def _page(core: Core, caller: Caller, profile: str | None, query: Any) -> dict[str, Any]:
+    count, items = await core.engine.store.page(caller.app_id, profile, query)
+    return page_result(query, count, [i.item() for i in items])
+
+
+@operation("messaging", "SYS_GET_MESSAGES_PAGE", roles=(SERVER,), feature="messaging")
+async def sys_get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return await _page(core, caller, None, parse_context("sys", fields.required(data, "context")))
+
+
+@operation("messaging", "SYS_GET_MESSAGES_PAGE_OFFSET", roles=(SERVER,), feature="messaging")
+async def sys_get_messages_page_offset(
+    core: Core, caller: Caller, data: dict[str, Any]
+) -> dict[str, Any]:
+    query = decode_context(
+        "sys", fields.required(data, "context"), fields.required(data, "pageOffset")
+    )
+    return await _page(core, caller, None, query)
+
+
+@operation("messaging", "SYS_UPDATE_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_update_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
+    wanted = _version(data)
+    content = content_bytes(
+        fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
+    )
+    current = await _current(core, caller, msg_id, wanted)
+    now, version = now_ms(), current.msg_ver + 1
+    frame = whole_frame(
+        "messaging",
+        "UPDATED",
+        {"msgId": msg_id, "msgVer": version, "msgUp": now, "content": orjson.Fragment(content)},
+    )
+    try:
+        targets = await core.engine.store.update_message(
+            caller.app_id, msg_id, current.msg_ver, content, now, frame
+        )
+    except VersionMismatch:
+        raise _version_error() from None
+    except MessageNotFound:
+        raise not_found() from None
+    await publish_change(core, caller.app_id, frame, targets)
+    return {"requested": 1, "actual": 1, "msgId": msg_id}
+
+
+async def _sys_delete(core: Core, caller: Caller, message: Message) -> bool:
+    frame = whole_frame(
+        "messaging", "DELETED", {"msgId": message.msg_id, "msgVer": message.msg_ver}
+    )
+    try:
+        targets = await core.engine.store.delete_message(
+            caller.app_id, message.msg_id, message.msg_ver, frame
+        )
+    except MessageNotFound:
+        return False
+    await publish_change(core, caller.app_id, frame, targets)
+    return True
+
+
+@operation("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_delete_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
+    current = await _current(core, caller, msg_id, _version(data))
+    try:
+        deleted = await _sys_delete(core, caller, current)
+    except VersionMismatch:
+        raise _version_error() from None
+    if not deleted:
+        raise not_found()
+    return {}
+
+
+@operation("messaging", "SYS_DELETE_MESSAGES", roles=(SERVER,), feature="messaging")
+async def sys_delete_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    ids = _msg_ids(data)
+    actual = 0
+    for message in await core.engine.store.get_messages(caller.app_id, ids):
+        try:
+            actual += await _sys_delete(core, caller, message)
+        except VersionMismatch:
+            # updated between our read and the delete: delete whatever version it has now
+            current = await core.engine.store.get_messages(caller.app_id, [message.msg_id])
+            actual += bool(current) and await _sys_delete(core, caller, current[0])
+    return {"requested": len(ids), "actual": actual}
+
+
+# --- client API (profiles) -----------------------------------------------------------------
+
+
+@operation("messaging", "GET_MESSAGE_BOXES", roles=(CLIENT,), feature="messaging")
+async def get_message_boxes(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return {"items": list(BOXES)}
+
+
+@operation("messaging", "GET_MESSAGE_COUNTS", roles=(CLIENT,), feature="messaging")
+async def get_message_counts(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return await core.engine.store.counts(caller.app_id, caller.client_profile())
+
+
+@operation("messaging", "GET_MESSAGES", roles=(CLIENT,), feature="messaging")
+async def get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    box, ids = _msgbox(data), _msg_ids(data)
+    mark = fields.boolean(data, "markAsRead", fields.boolean(data, "markMessageRead", False))
+    entries = await core.engine.store.get_entries(
+        caller.app_id, caller.client_profile(), box, ids, now_ms() if mark else None
+    )
+    if len(entries) < len(ids):
+        missing = sorted(set(ids) - {e.message.msg_id for e in entries})
+        raise not_found(f"message not found in {box}: {', '.join(missing[:10])}")
+    return {"requested": len(ids), "actual": len(entries), "items": [e.item() for e in entries]}
+
+
+@operation("messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging")
+async def get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    query = parse_context("box", fields.required(data, "context"))
+    return await _page(core, caller, caller.client_profile(), query)
+
+
+@operation("messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging")
+async def get_messages_page_offset(
+    core: Core, caller: Caller, data: dict[str, Any]
+) -> dict[str, Any]:
+    query = decode_context(
+        "box", fields.required(data, "context"), fields.required(data, "pageOffset")
+    )
+    return await _page(core, caller, caller.client_profile(), query)
+
+
+def _read_only() -> RttError:
+    return RttError(
+        403,
+        Reason.SYSTEM_CHANNEL_READ_ONLY,
+        "SYSTEM_CHANNEL_READ_ONLY: system channels are read-only",
+    )
+
+
+async def _refuse_system_replies(
+    core: Core, caller: Caller, to: list[str], data: dict[str, Any]
+) -> str | None:
+    """System channels are one-way (40640): no sending to the app itself, no replying to it."""
+    if set(to) & set(caller.app.system_identities):
+        raise _read_only()
+    reply_to = data.get("replyTo")
+    if reply_to is None:
+        return None
+    if not fields.is_profile_id(reply_to):
+        raise invalid("replyTo must be a message id")
+    found = await core.engine.store.get_messages(caller.app_id, [reply_to])
+    if not found:
+        raise not_found("replyTo names no message")
+    if found[0].from_id is None or found[0].from_id in caller.app.system_identities:
+        raise _read_only()
+    return str(reply_to)
+
+
+async def _client_send(
+    core: Core, caller: Caller, data: dict[str, Any], content: bytes
+) -> dict[str, Any]:
+    profile = caller.client_profile()
+    raw_to = fields.raw_list(
+        data, "toProfileIds", max_count=max(caller.app.limits.max_recipients_user, 1000)
+    )
+    if any(v is None for v in raw_to):
+        raise _read_only()  # null is the brainCloud id of the system sender
+    to = fields.id_list(
+        data, "toProfileIds", max_count=caller.app.limits.max_recipients_user, recipients=True
+    )
+    reply_to = await _refuse_system_replies(core, caller, to, data)
+    sender = {"id": profile, "name": caller.name or profile}
+    message = new_message(sender, to, content, now_ms(), reply_to)
+    await deliver_message(core, caller.app_id, caller.app, message, to, profile)
+    return {"requested": len(raw_to), "actual": len(to), "msgId": message.msg_id}
+
+
+@operation("messaging", "SEND_MESSAGE", roles=(CLIENT,), feature="messaging")
+async def send_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    content = content_bytes(
+        fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
+    )
+    return await _client_send(core, caller, data, content)
+
+
+@operation("messaging", "SEND_MESSAGE_SIMPLE", roles=(CLIENT,), feature="messaging")
+async def send_message_simple(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    content = _simple_content(data, caller.app.limits.max_content_bytes)
+    return await _client_send(core, caller, data, content)
+
+
+@operation("messaging", "MARK_MESSAGES_READ", roles=(CLIENT,), feature="messaging")
+async def mark_messages_read(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    box, ids = _msgbox(data), _msg_ids(data)
+    actual = await core.engine.store.mark_read(
+        caller.app_id, caller.client_profile(), box, ids, now_ms()
+    )
+    return {"requested": len(ids), "actual": actual}
+
+
+@operation("messaging", "DELETE_MESSAGES", roles=(CLIENT,), feature="messaging")
+async def delete_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    box, ids = _msgbox(data), _msg_ids(data)
+    actual = await core.engine.store.delete_entries(
+        caller.app_id, caller.client_profile(), box, ids
+    )
+    return {"requested": len(ids), "actual": actual}

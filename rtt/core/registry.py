@@ -1,0 +1,83 @@
+"""One operation registry: `(service, operation) → handler(core, caller, data)`.
+
+The S2S dispatcher and the socket request path both call `dispatch`, so an operation behaves
+the same whichever door it came through; roles and feature switches are checked here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rtt.domain.fields import data_object
+from rtt.errors import Reason, RttError, invalid
+from rtt.settings import AppConfig
+
+if TYPE_CHECKING:
+    from rtt.core.node import Core
+
+SERVER = "server"
+CLIENT = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a backend server of the app (profile None) or a client profile."""
+
+    app_id: str
+    app: AppConfig
+    profile: str | None = None
+    name: str | None = None
+
+    @property
+    def role(self) -> str:
+        return SERVER if self.profile is None else CLIENT
+
+    def client_profile(self) -> str:
+        if self.profile is None:
+            raise invalid("this operation needs a client profile")
+        return self.profile
+
+
+Handler = Callable[["Core", Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    handler: Handler
+    roles: frozenset[str]
+    feature: str | None
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {}
+
+
+def operation(
+    service: str, name: str, *, roles: tuple[str, ...], feature: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler under its brainCloud service/operation name."""
+
+    def register(handler: Handler) -> Handler:
+        OPERATIONS[(service, name)] = Operation(handler, frozenset(roles), feature)
+        return handler
+
+    return register
+
+
+async def dispatch(
+    core: Core, caller: Caller, service: object, name: object, data: object
+) -> dict[str, Any]:
+    """Run one operation for `caller`, or raise the RttError that explains why not."""
+    op = (
+        OPERATIONS.get((service, name))
+        if isinstance(service, str) and isinstance(name, str)
+        else None
+    )
+    if op is None:
+        raise invalid(f"unknown service/operation {service}/{name}")
+    if caller.role not in op.roles:
+        raise RttError(403, Reason.BAD_AUTH, f"{service}/{name} is not allowed for a {caller.role}")
+    if op.feature is not None and not getattr(caller.app.features, op.feature):
+        raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
+    return await op.handler(core, caller, data_object(data))

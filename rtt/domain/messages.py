@@ -1,0 +1,134 @@
+"""Messages and their box entries (API.md §3), and the rules a send must pass.
+
+Content is serialized once, at validation, and carried as raw JSON (`orjson.Fragment`) from
+there on: stored, pushed and returned without being encoded again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from rtt.errors import Reason, RttError, invalid
+from rtt.protocol import dumps
+
+INBOX = "inbox"
+SENT = "sent"
+BOXES = (INBOX, SENT)
+
+
+def new_id() -> str:
+    """Globally unique, so ids never collide across nodes or restarts."""
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Message:
+    """The shared part of a message: one per send, whatever the number of recipients."""
+
+    msg_id: str
+    sender: dict[str, Any]
+    to: list[str]
+    sent_at: int
+    content: bytes
+    msg_cr: int
+    msg_up: int
+    msg_ver: int
+    reply_to: str | None = None
+
+    @property
+    def from_id(self) -> str | None:
+        return self.sender.get("id")
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "from": self.sender,
+            "to": self.to,
+            "sentAt": self.sent_at,
+            "content": orjson.Fragment(self.content),
+        }
+        if self.reply_to is not None:
+            body["replyTo"] = self.reply_to
+        return body
+
+    def item(self) -> dict[str, Any]:
+        """What the Sys API returns: the shared content without any box state."""
+        return {
+            "msgId": self.msg_id,
+            "msgCr": self.msg_cr,
+            "msgUp": self.msg_up,
+            "msgVer": self.msg_ver,
+            "message": self.body(),
+        }
+
+
+@dataclass(slots=True)
+class BoxEntry:
+    """One profile's view of a message: which box, read state, its own timestamps and version."""
+
+    msgbox: str
+    read: bool
+    mb_cr: int
+    mb_up: int
+    mb_ver: int
+    message: Message
+
+    def item(self) -> dict[str, Any]:
+        """The inbox entry of API.md §3, as read and as pushed."""
+        m = self.message
+        return {
+            "msgbox": self.msgbox,
+            "msgId": m.msg_id,
+            "read": self.read,
+            "mbCr": self.mb_cr,
+            "mbUp": self.mb_up,
+            "mbVer": self.mb_ver,
+            "msgCr": m.msg_cr,
+            "msgUp": m.msg_up,
+            "msgVer": m.msg_ver,
+            "message": m.body(),
+        }
+
+
+def content_bytes(content: object, max_bytes: int, name: str = "contentJson") -> bytes:
+    """Serialize content once and enforce the app's size limit (40600)."""
+    if not isinstance(content, dict):
+        raise invalid(f"{name} must be an object")
+    raw = dumps(content)
+    if len(raw) > max_bytes:
+        raise RttError(400, Reason.TOO_LARGE, f"{name} is larger than {max_bytes} bytes")
+    return raw
+
+
+def system_sender(from_json: object) -> dict[str, Any]:
+    """A brainCloud system `fromJson`: id must be null (40617), name is required (40618)."""
+    if not isinstance(from_json, dict):
+        raise RttError(400, Reason.BAD_FROM_NAME, "fromJson must be an object with a name")
+    if from_json.get("id") is not None:
+        raise RttError(400, Reason.BAD_FROM_ID, "fromJson.id must be null for a system message")
+    name = from_json.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RttError(400, Reason.BAD_FROM_NAME, "fromJson.name is required")
+    if len(name) > 256:
+        raise RttError(400, Reason.BAD_FROM_NAME, "fromJson.name is longer than 256 characters")
+    sender: dict[str, Any] = {"id": None, "name": name}
+    pic = from_json.get("pic")
+    if pic is not None:
+        if not isinstance(pic, str) or len(pic) > 2048:
+            raise invalid("fromJson.pic must be a string of at most 2048 characters")
+        sender["pic"] = pic
+    return sender
+
+
+def new_message(
+    sender: dict[str, Any], to: list[str], content: bytes, now: int, reply_to: str | None = None
+) -> Message:
+    return Message(new_id(), sender, to, now, content, now, now, 1, reply_to)
+
+
+def fresh_inbox_entry(message: Message) -> BoxEntry:
+    """The entry every recipient gets at send time: identical for all, so encoded once."""
+    return BoxEntry(INBOX, False, message.msg_cr, message.msg_cr, 1, message)

@@ -1,0 +1,47 @@
+"""Push outbox entries: what an offline recipient should be notified of (API.md §2).
+
+An entry is written in the same store transaction as the item it announces, so a message is
+never stored without its notification nor announced without being stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class PushEntry:
+    profile: str
+    kind: str  # "message" | "event" | "system"
+    ref: str
+    title: str
+    body: str
+    data: bytes
+    created_at: int
+    push_id: str = ""
+    attempts: int = 0
+
+    def item(self) -> dict[str, Any]:
+        return {
+            "pushId": self.push_id,
+            "profileId": self.profile,
+            "kind": self.kind,
+            "ref": self.ref,
+            "title": self.title,
+            "body": self.body,
+            "data": orjson.Fragment(self.data),
+            "createdAt": self.created_at,
+            "attempts": self.attempts,
+        }
+
+
+def preview(content: dict[str, Any], limit: int = 200) -> str:
+    """A notification body from message content: its text, else its subject, cut short."""
+    for key in ("text", "subject"):
+        value = content.get(key)
+        if isinstance(value, str):
+            return value[:limit]
+    return ""

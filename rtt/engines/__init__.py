@@ -1,0 +1,1 @@
+"""Pluggable engines: where messages are kept and how nodes hear about them."""

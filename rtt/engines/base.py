@@ -1,0 +1,171 @@
+"""The engine roles as Protocols. Each docstring states the guarantee the core relies on.
+
+The core only ever talks to these; `local` (SQLite + in-process) and `redis` implement them,
+and one contract test suite runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rtt.domain.events import Event
+from rtt.domain.messages import BoxEntry, Message
+from rtt.domain.paging import Query
+from rtt.domain.push import PushEntry
+from rtt.protocol import Frame
+
+
+class VersionMismatch(Exception):
+    """The message changed since the caller read its version (40598)."""
+
+
+class MessageNotFound(Exception):
+    """The message does not exist (any more)."""
+
+
+@dataclass(slots=True)
+class Fanout:
+    """One send as the broker carries it: the frame once, plus (profile, seq, mid) per target."""
+
+    app: str
+    frame: Frame
+    targets: list[tuple[str, int, bytes]]
+
+
+@dataclass(slots=True)
+class S2SSession:
+    """A brainCloud S2S session; the last packet's responses are kept for replay."""
+
+    session_id: str
+    app: str
+    server: str
+    expires_at: float
+    last_packet: int | None = None
+    last_response: bytes | None = None
+
+
+class Store(Protocol):
+    """Durable state. Every method that returns seqs has, when it returns, committed the
+    change, the stream items (one per target, seq gap-free per profile) and any push entries
+    in one atomic transaction: all of it or none of it survives a crash."""
+
+    epoch: str
+    """Changes whenever stored streams may have lost items, so clients know to RESYNC."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def sweep(self) -> None:
+        """Drop stream items and caches past their retention; safe to call at any time."""
+
+    async def append_message(
+        self,
+        app: str,
+        message: Message,
+        inbox: list[str],
+        sent_by: str | None,
+        frame: Frame,
+        pushes: list[PushEntry],
+    ) -> list[int]:
+        """Store the message, an inbox entry per recipient (and a sent entry for a profile
+        sender); return each recipient's new seq, aligned with `inbox`."""
+
+    async def append_events(
+        self,
+        app: str,
+        events: list[Event],
+        frame: Frame,
+        mids: list[bytes],
+        pushes: list[PushEntry],
+    ) -> list[int]:
+        """Store one event per recipient; return each recipient's new seq, aligned."""
+
+    async def update_message(
+        self, app: str, msg_id: str, expected_ver: int, content: bytes, now: int, frame: Frame
+    ) -> list[tuple[str, int]]:
+        """Compare-and-set the shared content (VersionMismatch, MessageNotFound); a stream
+        item for every profile holding it, returned as (profile, seq)."""
+
+    async def delete_message(
+        self, app: str, msg_id: str, expected_ver: int, frame: Frame
+    ) -> list[tuple[str, int]]:
+        """Remove the message from every box, compare-and-set on its version."""
+
+    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]: ...
+    async def get_entries(
+        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
+    ) -> list[BoxEntry]:
+        """The caller's entries, in request order; marked read first if `mark_read_at`."""
+
+    async def mark_read(
+        self, app: str, profile: str, box: str, msg_ids: list[str], now: int
+    ) -> int:
+        """Returns how many of the ids exist in that box (already read ones count)."""
+
+    async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int: ...
+    async def page(
+        self, app: str, profile: str | None, query: Query
+    ) -> tuple[int, list[BoxEntry] | list[Message]]:
+        """(total matching, this page): box entries of `profile`, or messages if None."""
+
+    async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]: ...
+    async def get_events(self, app: str, profile: str) -> list[Event]: ...
+    async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int: ...
+
+    async def stream_since(
+        self, app: str, profile: str, after: int, limit: int
+    ) -> list[tuple[int, bytes]] | None:
+        """Frames with seq > after, in order, at most `limit`; None if some were already
+        dropped (the caller must RESYNC)."""
+
+    async def latest_seq(self, app: str, profile: str) -> int: ...
+
+    async def recall(self, app: str, key: str) -> bytes | None:
+        """The response stored for an Idempotency-Key, if still within its lifetime."""
+
+    async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None: ...
+    async def get_s2s_session(self, session_id: str) -> S2SSession | None: ...
+    async def save_s2s_session(self, session: S2SSession) -> None: ...
+
+
+class PushOutbox(Protocol):
+    """Durable notifications for offline recipients, written atomically with their item."""
+
+    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
+        """Oldest first."""
+
+
+class Broker(Protocol):
+    """A doorbell between nodes: at-most-once, so receivers heal gaps from the Store."""
+
+    async def start(self, handler: Callable[[Fanout], None]) -> None: ...
+    async def publish(self, fanout: Fanout) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Presence(Protocol):
+    """Who is online, across nodes. Entries of a node that stops refreshing them expire."""
+
+    async def join(self, app: str, profile: str) -> None: ...
+    async def leave(self, app: str, profile: str) -> None: ...
+    async def online(self, app: str, profiles: list[str]) -> set[str]: ...
+
+
+@dataclass
+class Engine:
+    """The four roles of one node, started and closed together."""
+
+    store: Store
+    outbox: PushOutbox
+    broker: Broker
+    presence: Presence
+
+    async def start(self, handler: Callable[[Fanout], None]) -> None:
+        await self.store.start()
+        await self.broker.start(handler)
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.store.close()

@@ -1,0 +1,17 @@
+"""The embedded engine: one SQLite file and in-process fan-out; a single node needs nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtt.engines.base import Engine
+from rtt.engines.local.broker import LocalBroker
+from rtt.engines.local.presence import LocalPresence
+from rtt.engines.local.store import SqliteStore
+
+
+def local_engine(database: Path, *, stream_max_items: int, stream_max_seconds: float) -> Engine:
+    store = SqliteStore(
+        database, stream_max_items=stream_max_items, stream_max_seconds=stream_max_seconds
+    )
+    return Engine(store=store, outbox=store, broker=LocalBroker(), presence=LocalPresence())

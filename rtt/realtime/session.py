@@ -1,0 +1,172 @@
+"""One live socket: an ordered, gap-free, duplicate-free view of its profile's stream.
+
+Frames reach a session from the hub (live) and from the store (replay and healing). The
+session keeps `last_seq`, the last stream position it queued, and only ever queues
+`last_seq + 1`: anything older is a duplicate and dropped; anything newer means a frame was
+missed (or is still in flight) and the gap is read back from the store, where every pushed
+item was committed before it was published. While reading, live frames wait in `pending`.
+
+Writes go through a byte-bounded queue drained by one writer task, so a slow client never
+delays the hub; one that falls too far behind is closed and resumes with `since`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from rtt.engines.base import Store
+from rtt.errors import CloseCode
+from rtt.protocol import unsequenced
+
+log = logging.getLogger("rtt.session")
+
+REPLAY_BATCH = 500
+
+Send = Callable[[bytes], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class Session:
+    """The live half of one RTT connection."""
+
+    def __init__(
+        self, app: str, profile: str, store: Store, send: Send, close: Close, max_queue_bytes: int
+    ) -> None:
+        self.app = app
+        self.profile = profile
+        self._store = store
+        self._send = send
+        self._close = close
+        self._max_queue_bytes = max_queue_bytes
+        self.last_seq = 0
+        self._live = False  # False while the store is being read; live frames wait in pending
+        self._pending: list[tuple[int, bytes]] = []
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._writer = asyncio.create_task(self._write_loop())
+        self._healer: asyncio.Task[None] | None = None
+
+    # --- producers -------------------------------------------------------------------------
+
+    def send_now(self, frame: bytes) -> None:
+        """Queue a frame outside the stream (a reply, a control frame, an RTT-only event)."""
+        if self._closed:
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if self._queued_bytes > self._max_queue_bytes:
+            self._closed = True
+            self._queue.clear()
+            asyncio.get_running_loop().create_task(
+                self._close(CloseCode.SLOW_CONSUMER, "too slow: resume with since")
+            )
+            return
+        self._wake.set()
+
+    def push(self, seq: int, frame: bytes) -> None:
+        """A live stream frame from the hub."""
+        if seq == 0:
+            self.send_now(frame)
+        elif not self._live:
+            self._pending.append((seq, frame))
+        elif seq == self.last_seq + 1:
+            self.last_seq = seq
+            self.send_now(frame)
+        elif seq > self.last_seq:
+            self._pending.append((seq, frame))
+            self._start_healing()
+
+    # --- replay and healing ----------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Buffer live frames until `resume` has read the store."""
+        self._live = False
+
+    async def resume(self, since: int | None) -> None:
+        """Replay from `since` (or start at the latest position), then go live with no gap."""
+        if since is None:
+            self.last_seq = await self._store.latest_seq(self.app, self.profile)
+        else:
+            self.last_seq = since
+        await self._catch_up()
+
+    def _start_healing(self) -> None:
+        if self._healer is None or self._healer.done():
+            self._live = False
+            self._healer = asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        while not self._closed:
+            items = await self._store.stream_since(
+                self.app, self.profile, self.last_seq, REPLAY_BATCH
+            )
+            if items is None:
+                await self._resync()
+                items = []
+            for seq, frame in items:
+                if seq == self.last_seq + 1:
+                    self.last_seq = seq
+                    self.send_now(frame)
+            if len(items) == REPLAY_BATCH:
+                continue
+            if self._drain_pending():
+                self._live = True
+                return
+
+    def _drain_pending(self) -> bool:
+        """Queue buffered live frames in order; False if a gap remains to be read."""
+        self._pending.sort(key=lambda item: item[0])
+        while self._pending:
+            seq, frame = self._pending[0]
+            if seq <= self.last_seq:
+                self._pending.pop(0)
+            elif seq == self.last_seq + 1:
+                self._pending.pop(0)
+                self.last_seq = seq
+                self.send_now(frame)
+            else:
+                return False
+        return True
+
+    async def _resync(self) -> None:
+        """The cursor is older than what is kept: tell the client to re-read its inbox."""
+        self.last_seq = await self._store.latest_seq(self.app, self.profile)
+        self._pending = [(s, f) for s, f in self._pending if s > self.last_seq]
+        self.send_now(unsequenced("rtt", "RESYNC", {"seq": self.last_seq}))
+
+    # --- writer ----------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    frame = self._queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    await self._send(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket went away; the receive loop notices and cleans up
+            log.debug("writer stopped", exc_info=True)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) until everything queued so far has been written."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._queue and not self._writer.done() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._closed = True
+        for task in (self._writer, self._healer):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

@@ -1,0 +1,62 @@
+"""Connection tokens: HS256 JWTs signed with the app's client secret (API.md §1).
+
+Backends mint them with any JWT library; rtt verifies the signature with the secret of the app
+named in the `app` claim, so one node serves many tenants without a token registry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from rtt.settings import AppConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token speaks for."""
+
+    app: str
+    profile: str
+    name: str | None
+    expires_at: int
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, expired, or signed with the wrong secret."""
+
+
+def mint(app: str, app_config: AppConfig, profile: str, ttl_seconds: int) -> tuple[str, int]:
+    """Sign a token for `profile`; returns it with its expiry in epoch seconds."""
+    expires_at = int(time.time()) + ttl_seconds
+    claims = {"sub": profile, "app": app, "exp": expires_at}
+    return jwt.encode(claims, app_config.secret, algorithm="HS256"), expires_at
+
+
+def verify(token: object, apps: dict[str, AppConfig]) -> Identity:
+    """Check signature and expiry against the secret of the token's own app."""
+    if not isinstance(token, str) or not token:
+        raise TokenError("missing token")
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise TokenError("malformed token") from e
+    app = unverified.get("app")
+    config = apps.get(app) if isinstance(app, str) else None
+    if config is None:
+        raise TokenError("unknown app")
+    try:
+        claims = jwt.decode(
+            token, config.secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError as e:
+        raise TokenError("token expired") from e
+    except jwt.PyJWTError as e:
+        raise TokenError("invalid token") from e
+    profile = claims["sub"]
+    if not isinstance(profile, str) or not profile:
+        raise TokenError("invalid subject")
+    name = claims.get("name")
+    return Identity(app, profile, name if isinstance(name, str) else None, int(claims["exp"]))

@@ -1,0 +1,127 @@
+"""A real rtt node on a free loopback port, in this test process's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from rtt.app import create_app
+from rtt.settings import AppConfig, Settings, load_apps
+
+APPS_TOML = """
+[apps.demo]
+secret = "client-secret-0123456789abcdef0123456789"
+app_key = "demo-key"
+app_secret = "rc-secret"
+[apps.demo.servers]
+backend = "server-secret"
+[apps.demo.users.admin]
+password = "admin-password"
+roles = ["admin"]
+
+[apps.quiet]
+secret = "quiet-secret-0123456789abcdef0123456789ab"
+[apps.quiet.servers]
+backend = "quiet-server-secret"
+[apps.quiet.features]
+messaging = false
+events = false
+push = false
+rtt = false
+
+[apps.tight]
+secret = "tight-secret-0123456789abcdef0123456789ab"
+[apps.tight.servers]
+backend = "tight-server-secret"
+[apps.tight.limits]
+max_content_bytes = 256
+max_recipients_s2s = 3
+max_recipients_user = 2
+max_frame_bytes = 1024
+client_requests_per_second = 3
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_apps(tmp: Path) -> dict[str, AppConfig]:
+    path = tmp / "apps.toml"
+    path.write_text(APPS_TOML)
+    return load_apps(path)
+
+
+def test_settings(tmp: Path, **overrides: object) -> Settings:
+    settings = Settings(
+        apps=test_apps(tmp),
+        port=free_port(),
+        database=tmp / "rtt.db",
+        heartbeat_seconds=5.0,
+        sweep_interval_seconds=3600.0,
+    )
+    return replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+class RunningServer:
+    """uvicorn serving create_app(settings) until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=settings.port,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            ws_max_size=1024 * 1024,
+            lifespan="on",
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.settings.port}/rtt"
+
+    @property
+    def node(self):  # noqa: ANN201 - tests poke at the node directly
+        return self.app.state.node
+
+    async def start(self) -> RunningServer:
+        self._task = asyncio.create_task(self._server.serve())
+        async with asyncio.timeout(10):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            async with asyncio.timeout(10):
+                await self._task
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[RunningServer]:
+    server = await RunningServer(settings).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
