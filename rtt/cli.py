@@ -9,6 +9,7 @@ import uvicorn
 
 from rtt import tokens
 from rtt.app import create_app
+from rtt.logs import log_config
 from rtt.settings import Settings, settings_from
 
 
@@ -46,7 +47,7 @@ def serve(args: argparse.Namespace) -> None:
         ws_max_size=max_frame,
         ws_per_message_deflate=False,
         lifespan="on",
-        log_level=args.log_level,
+        log_config=log_config(args.log_level),
         access_log=False,
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from rtt.errors import Reason, RttError
@@ -151,7 +151,14 @@ def parse_context(scope: str, context: object) -> Query:
 
 def encode_context(query: Query) -> str:
     """The opaque cursor handed back to the caller."""
-    return base64.urlsafe_b64encode(dumps(asdict(query))).decode().rstrip("=")
+    raw = {
+        "scope": query.scope,
+        "filters": [[f.field, f.op, f.value] for f in query.filters],
+        "sort": [list(s) for s in query.sort],
+        "page": query.page,
+        "rows": query.rows,
+    }
+    return base64.urlsafe_b64encode(dumps(raw)).decode().rstrip("=")
 
 
 def decode_context(scope: str, opaque: object, page_offset: object) -> Query:
