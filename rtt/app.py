@@ -17,6 +17,7 @@ from rtt.core import operations
 from rtt.core.node import Core
 from rtt.engines.base import Engine
 from rtt.engines.local import local_engine
+from rtt.engines.redis import redis_engine
 from rtt.realtime.hub import Hub
 from rtt.runtime import Node
 from rtt.settings import Settings
@@ -34,7 +35,14 @@ def build_engine(settings: Settings) -> Engine:
             stream_max_items=settings.stream_max_items,
             stream_max_seconds=settings.stream_max_seconds,
         )
-    raise ValueError(f"engine {settings.engine!r} is not available in this build")
+    return redis_engine(
+        settings.redis_url,
+        timeout=settings.redis_timeout_seconds,
+        probe_interval=settings.probe_interval_seconds,
+        presence_ttl=settings.presence_ttl_seconds,
+        stream_max_items=settings.stream_max_items,
+        stream_max_seconds=settings.stream_max_seconds,
+    )
 
 
 async def _sweep_forever(node: Node) -> None:
@@ -46,6 +54,18 @@ async def _sweep_forever(node: Node) -> None:
             log.exception("sweep failed; retrying next interval")
 
 
+async def _watch_epoch(node: Node) -> None:
+    """If the store lost data, every session must RESYNC rather than silently miss items."""
+    while True:
+        await asyncio.sleep(node.settings.probe_interval_seconds)
+        try:
+            if await node.engine.store.check_epoch():
+                log.warning("store epoch changed: data was lost; sessions resync")
+                node.hub.resync_all()
+        except Exception as e:
+            log.warning("epoch check failed: %s", e)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
     engine = engine or build_engine(settings)
     hub = Hub(engine.presence)
@@ -53,14 +73,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await engine.start(hub.dispatch)
-        sweeper = asyncio.create_task(_sweep_forever(node))
+        await engine.start(hub.dispatch, hub.heal_all)
+        tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await engine.close()
 
     app = Starlette(

@@ -69,10 +69,16 @@ def not_found(message: str = "message not found") -> RttError:
     return RttError(400, Reason.MESSAGE_NOT_FOUND, message)
 
 
+def unavailable(message: str = "storage is unavailable; retry shortly") -> RttError:
+    """503: the engine did not answer in time and nothing was written; retrying is safe."""
+    return RttError(503, Reason.ENGINE_UNAVAILABLE, message)
+
+
 class CloseCode(IntEnum):
     """WebSocket close codes rtt uses, so clients can tell why a socket ended."""
 
     NORMAL = 1000
+    TRY_AGAIN_LATER = 1013
     PROTOCOL_ERROR = 4000
     AUTH_FAILED = 4001
     HEARTBEAT_TIMEOUT = 4002

@@ -88,6 +88,9 @@ class Settings:
     stream_max_items: int = 10000
     stream_max_seconds: float = 7 * 24 * 3600.0
     sweep_interval_seconds: float = 60.0
+    redis_timeout_seconds: float = 2.0
+    probe_interval_seconds: float = 1.0
+    presence_ttl_seconds: float = 10.0
     session_queue_bytes: int = 4 * 1024 * 1024
     config_path: Path | None = None
     generated_secrets: dict[str, str] = field(default_factory=dict)
@@ -162,6 +165,9 @@ def settings_from(
         stream_max_items=int(_env("STREAM_MAX_ITEMS", "10000")),
         stream_max_seconds=float(_env("STREAM_MAX_SECONDS", str(7 * 24 * 3600))),
         sweep_interval_seconds=float(_env("SWEEP_INTERVAL_SECONDS", "60")),
+        redis_timeout_seconds=float(_env("REDIS_TIMEOUT_SECONDS", "2")),
+        probe_interval_seconds=float(_env("PROBE_INTERVAL_SECONDS", "1")),
+        presence_ttl_seconds=float(_env("PRESENCE_TTL_SECONDS", "10")),
         config_path=Path(config) if config else None,
         generated_secrets=generated,
     )

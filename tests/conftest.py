@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.clients import S2S
+from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, running, test_settings
 
 
@@ -22,3 +25,25 @@ async def s2s(server: RunningServer) -> AsyncIterator[S2S]:
     client = S2S(server)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the whole run: RTT_TEST_REDIS_URL, or a redis-server we start."""
+    url = os.environ.get("RTT_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    """The shared Redis, emptied so each test starts from nothing."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
+    return redis_url

@@ -16,7 +16,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     try:
-        await asyncio.wait_for(request.app.state.node.engine.store.ping(), READY_TIMEOUT)
+        await asyncio.wait_for(request.app.state.node.engine.ready(), READY_TIMEOUT)
     except Exception as e:  # any failure to answer means not ready
         return JSONResponse({"status": "unavailable", "error": type(e).__name__}, status_code=503)
     return JSONResponse({"status": "ok"})

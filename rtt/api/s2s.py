@@ -20,13 +20,14 @@ from starlette.responses import Response
 from rtt.api.http import json_response, read_json
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
-from rtt.engines.base import S2SSession
-from rtt.errors import Reason, RttError, bad_auth, invalid
+from rtt.engines.base import EngineUnavailable, S2SSession
+from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 from rtt.runtime import Node
 
 MAX_PACKET_MESSAGES = 50
 MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_SECONDS = "1"
 
 
 class _KeyLocks:
@@ -51,6 +52,7 @@ class _KeyLocks:
 
 
 _key_locks = _KeyLocks()
+_session_locks = _KeyLocks()
 
 
 def _authenticate(node: Node, fields: object) -> Caller:
@@ -119,7 +121,17 @@ async def _idempotent(
 
 
 async def s2s_dispatcher(request: Request) -> Response:
-    node: Node = request.app.state.node
+    """The endpoint; an unreachable engine answers 503 with Retry-After, having written nothing."""
+    try:
+        response = await _dispatch(request.app.state.node, request)
+    except EngineUnavailable:
+        response = json_response(unavailable().body(), 503)
+    if response.status_code == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+async def _dispatch(node: Node, request: Request) -> Response:
     try:
         body = await read_json(request)
         if not isinstance(body, dict):
@@ -153,6 +165,16 @@ def _packet_error(packet_id: object, count: int, error: RttError) -> Response:
 
 
 async def _session_form(node: Node, request: Request, body: dict[str, Any]) -> Response:
+    """Packets of one session run one at a time, so a retry sent while its first attempt is
+    still running waits for it and then answers the cached responses instead of running twice."""
+    session_id = body.get("sessionId")
+    if not isinstance(session_id, str):
+        return await _session_packet(node, request, body)
+    async with _session_locks.hold(("", session_id)):
+        return await _session_packet(node, request, body)
+
+
+async def _session_packet(node: Node, request: Request, body: dict[str, Any]) -> Response:
     packet_id, messages = body.get("packetId"), body.get("messages")
     count = len(messages) if isinstance(messages, list) else 1
     session_id = body.get("sessionId")
@@ -199,6 +221,8 @@ async def _session_form(node: Node, request: Request, body: dict[str, Any]) -> R
         for message in operations:
             responses.append(await _run(node, caller, message))
         raw = _packet(packet_id, responses)
+        if any(r["status"] == 503 for r in responses):
+            return 503, raw  # not recorded as the last packet: the retry must run again
         session.last_packet, session.last_response = packet_id, raw
         session.expires_at = time.time() + node.settings.s2s_session_seconds
         await node.engine.store.save_s2s_session(session)

@@ -18,6 +18,7 @@ from rtt import tokens
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
 from rtt.domain.ratelimit import TokenBucket
+from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import dumps, loads, unsequenced
 from rtt.realtime.session import Session
@@ -34,6 +35,9 @@ class _Refused(Exception):
 
 async def _send_text(websocket: WebSocket, frame: bytes) -> None:
     await websocket.send_text(frame.decode())
+
+
+STALE = -1
 
 
 async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity, int | None]:
@@ -78,6 +82,9 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
         raise _Refused(
             "since must be a non-negative integer", Reason.INVALID_REQUEST, CloseCode.PROTOCOL_ERROR
         )
+    epoch = data.get("epoch")
+    if since is not None and isinstance(epoch, str) and epoch != node.engine.store.epoch:
+        since = STALE  # a cursor into a stream the store no longer has
     return identity, since
 
 
@@ -111,8 +118,8 @@ async def rtt_socket(websocket: WebSocket) -> None:
         close,
         node.settings.session_queue_bytes,
     )
-    await node.hub.join(session)
     try:
+        await node.hub.join(session)
         latest = await node.engine.store.latest_seq(identity.app, identity.profile)
         session.send_now(
             unsequenced(
@@ -126,8 +133,14 @@ async def rtt_socket(websocket: WebSocket) -> None:
                 },
             )
         )
-        await session.resume(since)
+        # without `since`, go live exactly after the seq the CONNECT reply announced: reading
+        # the latest position again could skip items committed in between
+        if since == STALE:
+            session.send_now(unsequenced("rtt", "RESYNC", {"seq": latest}))
+        await session.resume(latest if since in (None, STALE) else since)
         await _serve(node, websocket, session, identity)
+    except EngineUnavailable:
+        await close(CloseCode.TRY_AGAIN_LATER, "storage unavailable: retry shortly")
     finally:
         await node.hub.leave(session)
         await session.stop()

@@ -204,12 +204,13 @@ async def get_message_counts(core: Core, caller: Caller, data: dict[str, Any]) -
 async def get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     box, ids = _msgbox(data), _msg_ids(data)
     mark = fields.boolean(data, "markAsRead", fields.boolean(data, "markMessageRead", False))
-    entries = await core.engine.store.get_entries(
-        caller.app_id, caller.client_profile(), box, ids, now_ms() if mark else None
-    )
+    profile = caller.client_profile()
+    entries = await core.engine.store.get_entries(caller.app_id, profile, box, ids, None)
     if len(entries) < len(ids):
         missing = sorted(set(ids) - {e.message.msg_id for e in entries})
         raise not_found(f"message not found in {box}: {', '.join(missing[:10])}")
+    if mark:  # only once every id is known, so a refused request marks nothing
+        entries = await core.engine.store.get_entries(caller.app_id, profile, box, ids, now_ms())
     return {"requested": len(ids), "actual": len(entries), "items": [e.item() for e in entries]}
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rtt.domain.fields import data_object
-from rtt.errors import Reason, RttError, invalid
+from rtt.engines.base import EngineUnavailable
+from rtt.errors import Reason, RttError, invalid, unavailable
 from rtt.settings import AppConfig
 
 if TYPE_CHECKING:
@@ -80,4 +81,7 @@ async def dispatch(
         raise RttError(403, Reason.BAD_AUTH, f"{service}/{name} is not allowed for a {caller.role}")
     if op.feature is not None and not getattr(caller.app.features, op.feature):
         raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
-    return await op.handler(core, caller, data_object(data))
+    try:
+        return await op.handler(core, caller, data_object(data))
+    except EngineUnavailable:
+        raise unavailable() from None

@@ -25,6 +25,10 @@ class MessageNotFound(Exception):
     """The message does not exist (any more)."""
 
 
+class EngineUnavailable(Exception):
+    """The engine could not be reached in time; nothing was half-written, so retrying is safe."""
+
+
 @dataclass(slots=True)
 class Fanout:
     """One send as the broker carries it: the frame once, plus (profile, seq, mid) per target."""
@@ -55,6 +59,9 @@ class Store(Protocol):
     """Changes whenever stored streams may have lost items, so clients know to RESYNC."""
 
     async def start(self) -> None: ...
+    async def check_epoch(self) -> bool:
+        """Re-read the epoch; True if it changed (stored streams lost items: RESYNC everyone)."""
+
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def sweep(self) -> None:
@@ -140,14 +147,22 @@ class PushOutbox(Protocol):
 class Broker(Protocol):
     """A doorbell between nodes: at-most-once, so receivers heal gaps from the Store."""
 
-    async def start(self, handler: Callable[[Fanout], None]) -> None: ...
+    async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
+        """Deliver every fanout to `handler`; call `on_gap` after any moment in which fanouts
+        may have been lost (a reconnect), once the subscription is live again."""
+
     async def publish(self, fanout: Fanout) -> None: ...
+    def healthy(self) -> bool:
+        """False while the subscription is known or suspected to be deaf."""
+
     async def close(self) -> None: ...
 
 
 class Presence(Protocol):
     """Who is online, across nodes. Entries of a node that stops refreshing them expire."""
 
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
     async def join(self, app: str, profile: str) -> None: ...
     async def leave(self, app: str, profile: str) -> None: ...
     async def online(self, app: str, profiles: list[str]) -> set[str]: ...
@@ -162,10 +177,18 @@ class Engine:
     broker: Broker
     presence: Presence
 
-    async def start(self, handler: Callable[[Fanout], None]) -> None:
+    async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
-        await self.broker.start(handler)
+        await self.presence.start()
+        await self.broker.start(handler, on_gap)
+
+    async def ready(self) -> None:
+        """Raise unless the store answers and the broker is not deaf."""
+        await self.store.ping()
+        if not self.broker.healthy():
+            raise EngineUnavailable("broker subscription is not live")
 
     async def close(self) -> None:
         await self.broker.close()
+        await self.presence.close()
         await self.store.close()

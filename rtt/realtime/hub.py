@@ -43,5 +43,14 @@ class Hub:
             del self._sessions[key]
         await self._presence.leave(*key)
 
-    def all_sessions(self) -> list[Session]:
-        return [s for sessions in self._sessions.values() for s in sessions]
+    def heal_all(self) -> None:
+        """Fanouts may have been lost (broker reconnect): every session re-reads its gap."""
+        for sessions in self._sessions.values():
+            for session in sessions:
+                session.heal()
+
+    def resync_all(self) -> None:
+        """The store lost data: every session starts over from the current position."""
+        for sessions in self._sessions.values():
+            for session in sessions:
+                session.resync()

@@ -84,22 +84,36 @@ class Session:
 
     # --- replay and healing ----------------------------------------------------------------
 
-    def hold(self) -> None:
-        """Buffer live frames until `resume` has read the store."""
-        self._live = False
-
-    async def resume(self, since: int | None) -> None:
-        """Replay from `since` (or start at the latest position), then go live with no gap."""
-        if since is None:
-            self.last_seq = await self._store.latest_seq(self.app, self.profile)
-        else:
-            self.last_seq = since
+    async def resume(self, since: int) -> None:
+        """Replay everything after `since`, then go live with no gap."""
+        self.last_seq = since
         await self._catch_up()
 
-    def _start_healing(self) -> None:
-        if self._healer is None or self._healer.done():
-            self._live = False
-            self._healer = asyncio.get_running_loop().create_task(self._catch_up())
+    def heal(self) -> None:
+        """Frames may have been lost upstream: read back whatever follows `last_seq`."""
+        self._start_healing()
+
+    def resync(self) -> None:
+        """The store lost data: announce RESYNC and continue from its current position."""
+        self._start_healing(resync=True)
+
+    def _start_healing(self, resync: bool = False) -> None:
+        if self._closed or (self._healer is not None and not self._healer.done()):
+            return
+        self._live = False
+        self._healer = asyncio.get_running_loop().create_task(self._heal(resync))
+
+    async def _heal(self, resync: bool) -> None:
+        try:
+            if resync:
+                await self._resync()
+            await self._catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the store is unreachable: let the client resume elsewhere
+            log.warning("healing %s/%s failed: %s", self.app, self.profile, e)
+            self._closed = True
+            await self._close(CloseCode.TRY_AGAIN_LATER, "stream unavailable: resume with since")
 
     async def _catch_up(self) -> None:
         while not self._closed:

@@ -122,7 +122,9 @@ class Rtt:
     async def request(self, service: str, operation: str, data: Any = None) -> dict[str, Any]:
         """Send a request and return its reply (stream frames that arrive first are kept)."""
         request_id = next(self._ids)
-        await self.send({"service": service, "operation": operation, "data": data, "requestId": request_id})
+        await self.send(
+            {"service": service, "operation": operation, "data": data, "requestId": request_id}
+        )
         kept: list[dict[str, Any]] = []
         async with asyncio.timeout(TIMEOUT):
             while True:
@@ -155,7 +157,11 @@ async def open_socket(
     tok = tok or token(profile, app)
     url = server.ws_url + (f"?token={tok}" if in_query else "")
     ws = await asyncio.wait_for(websockets.connect(url, max_size=2**22), TIMEOUT)
-    data: dict[str, Any] = {"appId": app, "profileId": profile, "auth": {} if in_query else {"token": tok}}
+    data: dict[str, Any] = {
+        "appId": app,
+        "profileId": profile,
+        "auth": {} if in_query else {"token": tok},
+    }
     if since is not None:
         data["since"] = since
     await ws.send(orjson.dumps({"service": "rtt", "operation": "CONNECT", "data": data}).decode())

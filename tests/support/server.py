@@ -99,7 +99,7 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.settings.port}/rtt"
 
     @property
-    def node(self):  # noqa: ANN201 - tests poke at the node directly
+    def node(self):
         return self.app.state.node
 
     async def start(self) -> RunningServer:

@@ -13,8 +13,11 @@ class LocalBroker:
     def __init__(self) -> None:
         self._handler: Callable[[Fanout], None] | None = None
 
-    async def start(self, handler: Callable[[Fanout], None]) -> None:
+    async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         self._handler = handler
+
+    def healthy(self) -> bool:
+        return True
 
     async def publish(self, fanout: Fanout) -> None:
         if self._handler is not None:

@@ -11,6 +11,12 @@ class LocalPresence:
     def __init__(self) -> None:
         self._sessions: Counter[tuple[str, str]] = Counter()
 
+    async def start(self) -> None:
+        """Nothing to start: the counts live in this process."""
+
+    async def close(self) -> None:
+        self._sessions.clear()
+
     async def join(self, app: str, profile: str) -> None:
         self._sessions[(app, profile)] += 1
 

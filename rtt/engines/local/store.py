@@ -153,6 +153,10 @@ class SqliteStore:
 
         self.epoch = await self._db.transaction(epoch)
 
+    async def check_epoch(self) -> bool:
+        """The file is the only copy: its epoch changes only with a new file."""
+        return False
+
     async def close(self) -> None:
         await self._db.close()
 

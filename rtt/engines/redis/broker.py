@@ -1,0 +1,129 @@
+"""Redis pub/sub broker: one channel, one publish per send, one subscription per node.
+
+Pub/sub is at-most-once, so the subscriber watches itself: it pings on its own connection every
+`probe_interval` and, if nothing (not even the pong) arrives for 1.5 intervals, it declares
+itself deaf, reconnects, and once subscribed again calls `on_gap` so every session heals from
+the store. While deaf, `healthy()` is False and `/readyz` fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import orjson
+import redis.exceptions
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from rtt.engines.base import Fanout
+from rtt.engines.redis.keys import FANOUT_CHANNEL
+from rtt.protocol import Frame
+
+log = logging.getLogger("rtt.broker")
+
+DEAF_AFTER = 1.5  # intervals without a word from Redis
+RECONNECT_DELAY = 0.2
+
+
+class Deaf(Exception):
+    """The subscription went silent: even our own pings got no pong."""
+
+
+def encode(fanout: Fanout) -> bytes:
+    """`len(header)` + header JSON (app, head length, targets) + head + tail."""
+    targets = [[p, s, mid.decode()] for p, s, mid in fanout.targets]
+    header = orjson.dumps([fanout.app, len(fanout.frame.head), targets])
+    return len(header).to_bytes(4, "big") + header + fanout.frame.head + fanout.frame.tail
+
+
+def decode(raw: bytes) -> Fanout:
+    size = int.from_bytes(raw[:4], "big")
+    app, head_size, targets = orjson.loads(raw[4 : 4 + size])
+    body = raw[4 + size :]
+    frame = Frame(body[:head_size], body[head_size:])
+    return Fanout(app, frame, [(p, s, mid.encode()) for p, s, mid in targets])
+
+
+class RedisBroker:
+    def __init__(self, client: Redis, probe_interval: float) -> None:
+        self._r = client
+        self._interval = probe_interval
+        self._handler: Callable[[Fanout], None] = lambda fanout: None
+        self._on_gap: Callable[[], None] = lambda: None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._last_heard = 0.0
+
+    async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
+        self._handler, self._on_gap = handler, on_gap
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._subscribed.wait(), max(5.0, 4 * self._interval))
+
+    async def publish(self, fanout: Fanout) -> None:
+        await self._r.publish(FANOUT_CHANNEL, encode(fanout))
+
+    def healthy(self) -> bool:
+        loop = asyncio.get_running_loop()
+        return self._subscribed.is_set() and (
+            loop.time() - self._last_heard <= DEAF_AFTER * self._interval
+        )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            pubsub = self._r.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                if not first:
+                    log.warning("broker resubscribed; healing sessions from the store")
+                    self._on_gap()
+                first = False
+                await self._listen(pubsub)
+            except (redis.exceptions.RedisError, OSError, Deaf, TimeoutError) as e:
+                log.warning("broker subscription lost: %s", e or type(e).__name__)
+            finally:
+                self._subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for Redis to confirm, so `on_gap` runs only once we hear again."""
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(pubsub.subscribe(FANOUT_CHANNEL), 2 * self._interval)
+        deadline = loop.time() + 2 * self._interval
+        while loop.time() < deadline:
+            message = await pubsub.get_message(timeout=deadline - loop.time())
+            if message is not None and message["type"] == "subscribe":
+                self._last_heard = loop.time()
+                self._subscribed.set()
+                return
+        raise Deaf("no subscribe confirmation")
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self._interval
+        while True:
+            message = await pubsub.get_message(timeout=self._interval / 10)
+            now = loop.time()
+            if message is not None:
+                self._last_heard = now
+                if message["type"] == "message":
+                    try:
+                        self._handler(decode(message["data"]))
+                    except Exception:
+                        log.exception("dropping an undecodable fanout")
+            if now >= next_ping:
+                await pubsub.ping()
+                next_ping = now + self._interval
+            if now - self._last_heard > DEAF_AFTER * self._interval:
+                raise Deaf(f"nothing heard for {now - self._last_heard:.2f}s")

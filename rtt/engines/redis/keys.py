@@ -1,0 +1,68 @@
+"""Key names. A profile's keys share the hash tag `{p:<app>:<profile>}` and a message's keys
+`{m:<app>:<msgId>}`, so each can be moved to one Redis Cluster slot when sends are split per slot.
+"""
+
+from __future__ import annotations
+
+EPOCH = "rtt:epoch"
+WRITES = "rtt:writes"
+FANOUT_CHANNEL = "rtt:fanout"
+
+
+def profile(app: str, profile_id: str) -> str:
+    return f"{{p:{app}:{profile_id}}}"
+
+
+def seq(app: str, profile_id: str) -> str:
+    return profile(app, profile_id) + ":seq"
+
+
+def stream(app: str, profile_id: str) -> str:
+    return profile(app, profile_id) + ":stream"
+
+
+def box(app: str, profile_id: str) -> str:
+    """Hash of `<msgbox>:<msgId>` → `[read, mbCr, mbUp, mbVer]`."""
+    return profile(app, profile_id) + ":box"
+
+
+def events(app: str, profile_id: str) -> str:
+    return profile(app, profile_id) + ":events"
+
+
+def message(app: str, msg_id: str) -> str:
+    return f"{{m:{app}:{msg_id}}}"
+
+
+def holders(app: str, msg_id: str) -> str:
+    """Set of `<msgbox>|<profileId>` that hold the message."""
+    return message(app, msg_id) + ":holders"
+
+
+def message_index(app: str) -> str:
+    return f"rtt:{app}:messages"
+
+
+def frame(app: str, frame_id: str) -> str:
+    return f"rtt:{app}:frame:{frame_id}"
+
+
+def outbox(app: str) -> str:
+    return f"rtt:{app}:push"
+
+
+def idempotency(app: str, key: str) -> str:
+    return f"rtt:{app}:idem:{key}"
+
+
+def s2s_session(session_id: str) -> str:
+    return f"rtt:s2s:{session_id}"
+
+
+def node_alive(node_id: str) -> str:
+    return f"rtt:node:{node_id}"
+
+
+def presence(app: str, profile_id: str) -> str:
+    """Set of node ids with a live session of the profile."""
+    return profile(app, profile_id) + ":nodes"

@@ -1,0 +1,55 @@
+-- Store one message, its box entries, a stream item per recipient and push entries, atomically.
+-- KEYS[1] message hash      KEYS[2] holders set     KEYS[3] app message index (zset by msgCr)
+-- KEYS[4] frame hash        KEYS[5] push outbox stream   KEYS[6] writes counter
+-- KEYS[7 ..] per recipient: seq counter, stream zset, box hash (3 keys each, n recipients)
+-- KEYS[last] (when ARGV[12] == "1") the sender's box hash
+-- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
+-- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
+-- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (s)  ARGV[12] has sender (0/1)
+-- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] n recipients  ARGV[16] n pushes
+-- ARGV[17 ..] n recipient profile ids, then 7 fields per push:
+--             profile, kind, ref, title, body, data, created_at
+-- Returns {writes, seq_1 .. seq_n}
+local n, pushes = tonumber(ARGV[15]), tonumber(ARGV[16])
+local has_sender = ARGV[12] == "1"
+local expected_keys = 6 + 3 * n + (has_sender and 1 or 0)
+if #KEYS ~= expected_keys or #ARGV ~= 16 + n + 7 * pushes then
+  return redis.error_reply("ERR append_message: argument count")
+end
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return redis.error_reply("ERR append_message: message exists")
+end
+
+local msg_id, cr, fid = ARGV[1], ARGV[5], ARGV[8]
+redis.call("HSET", KEYS[1], "from_id", ARGV[2], "sender", ARGV[3], "to", ARGV[4],
+  "sent_at", cr, "content", ARGV[6], "msg_cr", cr, "msg_up", cr, "msg_ver", 1,
+  "reply_to", ARGV[7])
+redis.call("ZADD", KEYS[3], cr, msg_id)
+redis.call("HSET", KEYS[4], "head", ARGV[9], "tail", ARGV[10])
+redis.call("EXPIRE", KEYS[4], ARGV[11])
+
+local max_items = tonumber(ARGV[14])
+local entry = "[0," .. cr .. "," .. cr .. ",1]"
+local result = {0}
+for i = 1, n do
+  local base = 6 + 3 * (i - 1)
+  local seq = redis.call("INCR", KEYS[base + 1])
+  redis.call("ZADD", KEYS[base + 2], seq, seq .. ":" .. fid .. ":")
+  redis.call("ZREMRANGEBYRANK", KEYS[base + 2], 0, -(max_items + 1))
+  redis.call("HSET", KEYS[base + 3], "inbox:" .. msg_id, entry)
+  redis.call("SADD", KEYS[2], "inbox|" .. ARGV[16 + i])
+  result[i + 1] = seq
+end
+if has_sender then
+  redis.call("HSET", KEYS[#KEYS], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
+  redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
+end
+local p = 16 + n
+for i = 0, pushes - 1 do
+  local o = p + 7 * i
+  redis.call("XADD", KEYS[5], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
+    "ref", ARGV[o + 3], "title", ARGV[o + 4], "body", ARGV[o + 5], "data", ARGV[o + 6],
+    "created_at", ARGV[o + 7], "attempts", 0)
+end
+result[1] = redis.call("INCR", KEYS[6])
+return result

@@ -1,0 +1,426 @@
+"""The Redis Store and PushOutbox: every write is one Lua script, so it lands whole or not at all.
+
+Redis errors and timeouts surface as `EngineUnavailable`, which front doors answer with 503 and
+`Retry-After`: nothing was half-written, so the caller can simply retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import redis.exceptions
+from redis.asyncio import Redis
+
+from rtt.domain.events import Event
+from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
+from rtt.domain.paging import Query
+from rtt.domain.push import PushEntry
+from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.redis import keys, query
+from rtt.engines.redis.scripts import Scripts
+from rtt.protocol import Frame, dumps, loads
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_FIELDS = (
+    "from_id",
+    "sender",
+    "to",
+    "sent_at",
+    "content",
+    "msg_cr",
+    "msg_up",
+    "msg_ver",
+    "reply_to",
+)
+CHANGE_RETRIES = 5
+
+
+def guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn Redis connection trouble into EngineUnavailable (503 + Retry-After upstream)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            raise EngineUnavailable(str(e)) from e
+        except redis.exceptions.BusyLoadingError as e:
+            raise EngineUnavailable("redis is loading its data") from e
+
+    return wrapper
+
+
+def _message(msg_id: str, values: list[Any]) -> Message | None:
+    if values[0] is None and values[1] is None:
+        return None
+    fields = dict(zip(_FIELDS, values, strict=True))
+    return Message(
+        msg_id=msg_id,
+        sender=loads(fields["sender"]),
+        to=loads(fields["to"]),
+        sent_at=int(fields["sent_at"]),
+        content=bytes(fields["content"]),
+        msg_cr=int(fields["msg_cr"]),
+        msg_up=int(fields["msg_up"]),
+        msg_ver=int(fields["msg_ver"]),
+        reply_to=fields["reply_to"].decode() or None,
+    )
+
+
+def _push_args(pushes: list[PushEntry]) -> list[Any]:
+    return [
+        v for p in pushes for v in (p.profile, p.kind, p.ref, p.title, p.body, p.data, p.created_at)
+    ]
+
+
+def _change_error(error: redis.exceptions.ResponseError) -> Exception:
+    text = str(error)
+    if text.startswith("NOTFOUND"):
+        return MessageNotFound()
+    if text.startswith("VERSION"):
+        return VersionMismatch()
+    return error
+
+
+class RedisStore:
+    """Store + PushOutbox on Redis (see engines/base.py for the guarantees)."""
+
+    def __init__(self, client: Redis, *, stream_max_items: int, stream_max_seconds: float) -> None:
+        self._r = client
+        self._scripts = Scripts(client)
+        self._max_items = stream_max_items
+        self._frame_ttl = max(1, int(stream_max_seconds))
+        self._writes_seen = 0
+        self.epoch = ""
+
+    # --- lifecycle and epoch -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.check_epoch()
+
+    @guarded
+    async def check_epoch(self) -> bool:
+        """Adopt the current epoch; True if it changed since the last check (data was lost)."""
+        epoch, writes = await self._scripts.epoch(
+            keys=[keys.EPOCH, keys.WRITES], args=[self.epoch, self._writes_seen, uuid.uuid4().hex]
+        )
+        epoch = epoch.decode()
+        changed = bool(self.epoch) and epoch != self.epoch
+        self.epoch = epoch
+        self._writes_seen = int(writes) if changed else max(self._writes_seen, int(writes))
+        return changed
+
+    def _saw(self, writes: int) -> None:
+        self._writes_seen = max(self._writes_seen, writes)
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    @guarded
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    async def sweep(self) -> None:
+        """Nothing to do: frames, caches and sessions expire by themselves (TTL)."""
+
+    # --- writes ------------------------------------------------------------------------------
+
+    @guarded
+    async def append_message(
+        self,
+        app: str,
+        message: Message,
+        inbox: list[str],
+        sent_by: str | None,
+        frame: Frame,
+        pushes: list[PushEntry],
+    ) -> list[int]:
+        m, fid = message, uuid.uuid4().hex
+        script_keys = [
+            keys.message(app, m.msg_id),
+            keys.holders(app, m.msg_id),
+            keys.message_index(app),
+            keys.frame(app, fid),
+            keys.outbox(app),
+            keys.WRITES,
+        ]
+        for p in inbox:
+            script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
+        if sent_by is not None:
+            script_keys.append(keys.box(app, sent_by))
+        args: list[Any] = [
+            m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
+            m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl,
+            "1" if sent_by is not None else "0", sent_by or "", self._max_items,
+            len(inbox), len(pushes), *inbox, *_push_args(pushes),
+        ]  # fmt: skip
+        result = await self._scripts.append_message(keys=script_keys, args=args)
+        self._saw(int(result[0]))
+        return [int(s) for s in result[1:]]
+
+    @guarded
+    async def append_events(
+        self,
+        app: str,
+        events: list[Event],
+        frame: Frame,
+        mids: list[bytes],
+        pushes: list[PushEntry],
+    ) -> list[int]:
+        fid = uuid.uuid4().hex
+        script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
+        per_event: list[Any] = []
+        for e, mid in zip(events, mids, strict=True):
+            script_keys += [
+                keys.seq(app, e.to_id),
+                keys.stream(app, e.to_id),
+                keys.events(app, e.to_id),
+            ]
+            per_event += [e.ev_id, mid, dumps(e.item())]
+        args: list[Any] = [
+            fid, frame.head, frame.tail, self._frame_ttl, self._max_items,
+            len(events), len(pushes), *per_event, *_push_args(pushes),
+        ]  # fmt: skip
+        result = await self._scripts.append_events(keys=script_keys, args=args)
+        self._saw(int(result[0]))
+        return [int(s) for s in result[1:]]
+
+    async def _change(
+        self,
+        action: str,
+        app: str,
+        msg_id: str,
+        expected_ver: int,
+        content: bytes,
+        now: int,
+        frame: Frame,
+    ) -> list[tuple[str, int]]:
+        """Run change_message, re-reading the holders if they moved under us."""
+        for _ in range(CHANGE_RETRIES):
+            members = await self._r.smembers(keys.holders(app, msg_id))
+            holders = sorted({m.decode().split("|", 1)[1] for m in members})
+            fid = uuid.uuid4().hex
+            script_keys = [
+                keys.message(app, msg_id),
+                keys.holders(app, msg_id),
+                keys.message_index(app),
+                keys.frame(app, fid),
+                keys.WRITES,
+            ]
+            for p in holders:
+                script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
+            args: list[Any] = [
+                action, msg_id, expected_ver, content, now, fid, frame.head, frame.tail,
+                self._frame_ttl, self._max_items, len(holders), *holders,
+            ]  # fmt: skip
+            try:
+                result = await self._scripts.change_message(keys=script_keys, args=args)
+            except redis.exceptions.ResponseError as e:
+                error = _change_error(e)
+                if str(e).startswith("RETRY"):
+                    continue
+                raise error from None
+            self._saw(int(result[0]))
+            return list(zip(holders, [int(s) for s in result[1:]], strict=True))
+        raise EngineUnavailable("message holders kept changing; retry")
+
+    @guarded
+    async def update_message(
+        self, app: str, msg_id: str, expected_ver: int, content: bytes, now: int, frame: Frame
+    ) -> list[tuple[str, int]]:
+        return await self._change("update", app, msg_id, expected_ver, content, now, frame)
+
+    @guarded
+    async def delete_message(
+        self, app: str, msg_id: str, expected_ver: int, frame: Frame
+    ) -> list[tuple[str, int]]:
+        return await self._change("delete", app, msg_id, expected_ver, b"", 0, frame)
+
+    async def _box_entries(
+        self, action: str, app: str, profile: str, box: str, msg_ids: list[str], now: int
+    ) -> int:
+        script_keys = [keys.box(app, profile), *(keys.holders(app, i) for i in msg_ids)]
+        return int(
+            await self._scripts.box_entries(
+                keys=script_keys, args=[action, box, profile, now, *msg_ids]
+            )
+        )
+
+    @guarded
+    async def mark_read(
+        self, app: str, profile: str, box: str, msg_ids: list[str], now: int
+    ) -> int:
+        return await self._box_entries("read", app, profile, box, msg_ids, now)
+
+    @guarded
+    async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int:
+        return await self._box_entries("delete", app, profile, box, msg_ids, 0)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def _messages(self, app: str, msg_ids: list[str]) -> dict[str, Message]:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for msg_id in msg_ids:
+                pipe.hmget(keys.message(app, msg_id), _FIELDS)
+            rows = await pipe.execute()
+        found = {i: _message(i, row) for i, row in zip(msg_ids, rows, strict=True)}
+        return {i: m for i, m in found.items() if m is not None}
+
+    @guarded
+    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
+        found = await self._messages(app, msg_ids)
+        return [found[i] for i in msg_ids if i in found]
+
+    async def _entries(self, app: str, profile: str, states: dict[str, bytes]) -> list[BoxEntry]:
+        """Box entries from `<box>:<msgId>` → state, joined with their messages."""
+        split = [(f.split(":", 1), loads(v)) for f, v in states.items()]
+        messages = await self._messages(app, list({ids[1] for ids, _ in split}))
+        return [
+            BoxEntry(box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), messages[msg_id])
+            for (box, msg_id), s in split
+            if msg_id in messages
+        ]
+
+    @guarded
+    async def get_entries(
+        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
+    ) -> list[BoxEntry]:
+        if mark_read_at is not None:
+            await self._box_entries("read", app, profile, box, msg_ids, mark_read_at)
+        fields = [f"{box}:{i}" for i in msg_ids]
+        values = await self._r.hmget(keys.box(app, profile), fields)
+        states = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+        found = {e.message.msg_id: e for e in await self._entries(app, profile, states)}
+        return [found[i] for i in msg_ids if i in found]
+
+    @guarded
+    async def page(
+        self, app: str, profile: str | None, q: Query
+    ) -> tuple[int, list[BoxEntry] | list[Message]]:
+        if profile is None:
+            ids = [i.decode() for i in await self._r.zrange(keys.message_index(app), 0, -1)]
+            messages = list((await self._messages(app, ids)).values())
+            return query.run(q, messages)
+        raw = await self._r.hgetall(keys.box(app, profile))
+        states = {f.decode(): v for f, v in raw.items()}
+        return query.run(q, await self._entries(app, profile, states))
+
+    @guarded
+    async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
+        out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
+        for field, value in (await self._r.hgetall(keys.box(app, profile))).items():
+            box = field.decode().split(":", 1)[0]
+            out[box]["total"] += 1
+            if box == INBOX and loads(value)[0] == 0:
+                out[box]["unread"] += 1
+        return out
+
+    @guarded
+    async def get_events(self, app: str, profile: str) -> list[Event]:
+        items = [loads(v) for v in (await self._r.hgetall(keys.events(app, profile))).values()]
+        items.sort(key=lambda e: (e["createdAt"], e["evId"]))
+        return [
+            Event(e["evId"], e["eventType"], e["fromPlayerId"], e["toPlayerId"], e["createdAt"],
+                  dumps(e["eventData"]))
+            for e in items
+        ]  # fmt: skip
+
+    @guarded
+    async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int:
+        return int(await self._r.hdel(keys.events(app, profile), *ev_ids))
+
+    # --- stream ------------------------------------------------------------------------------
+
+    @guarded
+    async def stream_since(
+        self, app: str, profile: str, after: int, limit: int
+    ) -> list[tuple[int, bytes]] | None:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.zrangebyscore(keys.stream(app, profile), f"({after}", "+inf", start=0, num=limit)
+            pipe.get(keys.seq(app, profile))
+            members, latest = await pipe.execute()
+        latest_seq = int(latest or 0)
+        if after > latest_seq:
+            return None
+        items = [m.split(b":", 2) for m in members]
+        if latest_seq > after and (not items or int(items[0][0]) != after + 1):
+            return None
+        frame_ids = list({fid.decode() for _, fid, _ in items})
+        async with self._r.pipeline(transaction=False) as pipe:
+            for fid in frame_ids:
+                pipe.hmget(keys.frame(app, fid), ["head", "tail"])
+            frames = dict(zip(frame_ids, await pipe.execute(), strict=True))
+        out: list[tuple[int, bytes]] = []
+        for seq, fid, mid in items:
+            head, tail = frames[fid.decode()]
+            if head is None:
+                return None  # the frame outlived its retention: the cursor is too old
+            out.append((int(seq), Frame(head, tail).render(int(seq), mid)))
+        return out
+
+    @guarded
+    async def latest_seq(self, app: str, profile: str) -> int:
+        return int(await self._r.get(keys.seq(app, profile)) or 0)
+
+    # --- caches ------------------------------------------------------------------------------
+
+    @guarded
+    async def recall(self, app: str, key: str) -> bytes | None:
+        value = await self._r.get(keys.idempotency(app, key))
+        return bytes(value) if value is not None else None
+
+    @guarded
+    async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
+        await self._r.set(keys.idempotency(app, key), response, px=max(1, int(ttl * 1000)))
+
+    @guarded
+    async def get_s2s_session(self, session_id: str) -> S2SSession | None:
+        raw = await self._r.get(keys.s2s_session(session_id))
+        if raw is None:
+            return None
+        s = loads(raw)
+        response = s["last_response"]
+        return S2SSession(
+            s["session_id"], s["app"], s["server"], s["expires_at"], s["last_packet"],
+            response.encode() if response is not None else None,
+        )  # fmt: skip
+
+    @guarded
+    async def save_s2s_session(self, session: S2SSession) -> None:
+        s = session
+        body = {
+            "session_id": s.session_id, "app": s.app, "server": s.server,
+            "expires_at": s.expires_at, "last_packet": s.last_packet,
+            "last_response": s.last_response.decode() if s.last_response is not None else None,
+        }  # fmt: skip
+        ttl = max(1, int((s.expires_at - time.time()) * 1000))
+        await self._r.set(keys.s2s_session(s.session_id), orjson.dumps(body), px=ttl)
+
+    # --- push outbox -------------------------------------------------------------------------
+
+    @guarded
+    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
+        out: list[PushEntry] = []
+        start = "-"
+        while len(out) < limit:
+            batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=500)
+            for entry_id, f in batch:
+                if profile is None or f[b"profile"].decode() == profile:
+                    out.append(
+                        PushEntry(
+                            f[b"profile"].decode(), f[b"kind"].decode(), f[b"ref"].decode(),
+                            f[b"title"].decode(), f[b"body"].decode(), bytes(f[b"data"]),
+                            int(f[b"created_at"]), entry_id.decode(), int(f[b"attempts"]),
+                        )
+                    )  # fmt: skip
+            if len(batch) < 500:
+                break
+            start = "(" + batch[-1][0].decode()
+        return out[:limit]

@@ -1,0 +1,231 @@
+"""One contract, every engine: each test runs against `local` (SQLite) and `redis` alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rtt.domain.events import Event
+from rtt.domain.messages import new_message
+from rtt.domain.paging import parse_context
+from rtt.domain.push import PushEntry
+from rtt.engines.base import Engine, Fanout, MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.local import local_engine
+from rtt.engines.redis import redis_engine
+from rtt.protocol import data_fields, spliced_frame, whole_frame
+
+APP = "app"
+SYSTEM = {"id": None, "name": "Admin"}
+
+
+class Running:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.fanouts: list[Fanout] = []
+        self.gaps = 0
+
+    def on_gap(self) -> None:
+        self.gaps += 1
+
+
+def _build(kind: str, tmp_path: Path, redis_url: str, max_items: int) -> Engine:
+    if kind == "local":
+        return local_engine(tmp_path / "c.db", stream_max_items=max_items, stream_max_seconds=3600)
+    return redis_engine(
+        redis_url,
+        timeout=2.0,
+        probe_interval=0.2,
+        presence_ttl=1.0,
+        stream_max_items=max_items,
+        stream_max_seconds=3600,
+    )
+
+
+@pytest.fixture(params=["local", "redis"])
+async def running(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
+    engine = _build(request.param, tmp_path, clean_redis, max_items=3)
+    state = Running(engine)
+    await engine.start(state.fanouts.append, state.on_gap)
+    try:
+        yield state
+    finally:
+        await engine.close()
+
+
+async def _send(r: Running, to: list[str], text: str = "hi", sent_by: str | None = None):
+    sender = SYSTEM if sent_by is None else {"id": sent_by, "name": sent_by}
+    message = new_message(sender, to, orjson.dumps({"text": text}), int(time.time() * 1000))
+    frame = whole_frame("messaging", "INCOMING", {"msgId": message.msg_id})
+    pushes = [PushEntry(p, "message", message.msg_id, "Admin", text, b"{}", 1) for p in to]
+    seqs = await r.store.append_message(APP, message, to, sent_by, frame, pushes)
+    return message, frame, seqs
+
+
+async def test_seq_is_gap_free_per_profile_and_replayable(running):
+    """Every append gives each recipient the next seq, and replay returns the same bytes."""
+    _, frame1, seqs1 = await _send(running, ["a", "b"])
+    _, frame2, seqs2 = await _send(running, ["b"])
+    assert seqs1 == [1, 1] and seqs2 == [2]
+    assert await running.store.latest_seq(APP, "b") == 2
+    assert await running.store.stream_since(APP, "b", 0, 10) == [
+        (1, frame1.render(1)),
+        (2, frame2.render(2)),
+    ]
+    assert await running.store.stream_since(APP, "b", 1, 10) == [(2, frame2.render(2))]
+    assert await running.store.stream_since(APP, "b", 2, 10) == []
+    assert await running.store.stream_since(APP, "nobody", 0, 10) == []
+
+
+async def test_cursor_from_the_future_or_past_retention_needs_resync(running):
+    """A cursor beyond the latest seq, or before what is kept, must answer None (RESYNC)."""
+    for _ in range(5):
+        await _send(running, ["a"])
+    assert await running.store.stream_since(APP, "a", 9, 10) is None
+    await running.store.sweep()  # keeps the last 3 items per profile
+    assert await running.store.stream_since(APP, "a", 0, 10) is None
+    kept = await running.store.stream_since(APP, "a", 2, 10)
+    assert [seq for seq, _ in kept] == [3, 4, 5]
+
+
+async def test_boxes_counts_read_and_delete(running):
+    """Inbox/sent entries, unread counts, mark-read and per-profile delete behave alike."""
+    m1, _, _ = await _send(running, ["a", "b"], sent_by="s")
+    m2, _, _ = await _send(running, ["a"])
+    store = running.store
+    assert await store.counts(APP, "a") == {
+        "inbox": {"total": 2, "unread": 2},
+        "sent": {"total": 0, "unread": 0},
+    }
+    assert (await store.counts(APP, "s"))["sent"] == {"total": 1, "unread": 0}
+    assert await store.mark_read(APP, "a", "inbox", [m1.msg_id, "nope"], 5) == 1
+    assert await store.mark_read(APP, "a", "inbox", [m1.msg_id], 6) == 1
+    [entry] = await store.get_entries(APP, "a", "inbox", [m1.msg_id], None)
+    assert entry.read and entry.mb_ver == 2 and entry.mb_up == 5
+    [fresh] = await store.get_entries(APP, "a", "inbox", [m2.msg_id], 9)
+    assert fresh.read and fresh.mb_up == 9
+    assert await store.delete_entries(APP, "a", "inbox", [m1.msg_id, "nope"]) == 1
+    assert await store.get_entries(APP, "a", "inbox", [m1.msg_id], None) == []
+    [still] = await store.get_entries(APP, "b", "inbox", [m1.msg_id], None)
+    assert still.message.content == b'{"text":"hi"}'
+
+
+async def test_update_is_compare_and_set_and_reaches_every_holder(running):
+    """A stale version is refused; a good one bumps msgVer and gives each holder a seq."""
+    m, _, _ = await _send(running, ["a", "b"], sent_by="s")
+    frame = whole_frame("messaging", "UPDATED", {"msgId": m.msg_id})
+    with pytest.raises(VersionMismatch):
+        await running.store.update_message(APP, m.msg_id, 7, b"{}", 1, frame)
+    with pytest.raises(MessageNotFound):
+        await running.store.update_message(APP, "missing", 1, b"{}", 1, frame)
+    targets = await running.store.update_message(APP, m.msg_id, 1, b'{"v":2}', 123, frame)
+    assert sorted(targets) == [("a", 2), ("b", 2), ("s", 1)]
+    [stored] = await running.store.get_messages(APP, [m.msg_id])
+    assert (stored.msg_ver, stored.msg_up, stored.content) == (2, 123, b'{"v":2}')
+
+
+async def test_delete_removes_every_box_entry(running):
+    """A sys delete leaves no box entry anywhere and notifies every holder."""
+    m, _, _ = await _send(running, ["a", "b"])
+    await running.store.delete_entries(APP, "b", "inbox", [m.msg_id])
+    frame = whole_frame("messaging", "DELETED", {"msgId": m.msg_id})
+    with pytest.raises(VersionMismatch):
+        await running.store.delete_message(APP, m.msg_id, 2, frame)
+    assert await running.store.delete_message(APP, m.msg_id, 1, frame) == [("a", 2)]
+    assert await running.store.get_messages(APP, [m.msg_id]) == []
+    assert (await running.store.counts(APP, "a"))["inbox"]["total"] == 0
+    with pytest.raises(MessageNotFound):
+        await running.store.delete_message(APP, m.msg_id, 1, frame)
+
+
+async def test_events_store_per_recipient(running):
+    """Each recipient keeps its own event until it deletes it; frames carry its own evId."""
+    events = [Event(f"e-{p}", "t", None, p, 5, b'{"k":1}') for p in ("a", "b")]
+    frame = spliced_frame("event", "GET_EVENTS", {"eventType": "t"})
+    mids = [data_fields({"evId": e.ev_id}) for e in events]
+    assert await running.store.append_events(APP, events, frame, mids, []) == [1, 1]
+    [(_, raw)] = await running.store.stream_since(APP, "b", 0, 10)
+    assert orjson.loads(raw)["data"] == {"evId": "e-b", "eventType": "t"}
+    [mine] = await running.store.get_events(APP, "a")
+    assert (mine.ev_id, mine.to_id, mine.data) == ("e-a", "a", b'{"k":1}')
+    assert await running.store.delete_events(APP, "a", ["e-a", "zzz"]) == 1
+    assert await running.store.get_events(APP, "a") == []
+    assert len(await running.store.get_events(APP, "b")) == 1
+
+
+async def test_paging_filters_and_sorts_alike(running):
+    """Both engines answer the same query with the same page."""
+    sent = []
+    for i in range(5):
+        m, _, _ = await _send(running, ["a", f"x{i}"], text=str(i))
+        sent.append(m.msg_id)
+        await asyncio.sleep(0.002)
+    await running.store.mark_read(APP, "a", "inbox", sent[:2], 1)
+    query = parse_context(
+        "box",
+        {
+            "pagination": {"rowsPerPage": 2, "pageNumber": 1},
+            "searchCriteria": {"read": False, "message.from.id": None},
+            "sortCriteria": {"mbCr": 1},
+        },
+    )
+    count, items = await running.store.page(APP, "a", query)
+    assert count == 3 and [e.message.msg_id for e in items] == sent[2:4]
+    sys_query = parse_context("sys", {"searchCriteria": {"message.to": {"$in": ["x1", "x3"]}}})
+    count, messages = await running.store.page(APP, None, sys_query)
+    assert count == 2 and [m.msg_id for m in messages] == [sent[3], sent[1]]
+
+
+async def test_push_outbox_is_oldest_first_and_filterable(running):
+    """Entries come back in the order they were written, optionally for one profile."""
+    await _send(running, ["a", "b"], text="one")
+    await _send(running, ["a"], text="two")
+    everything = await running.engine.outbox.pending(APP, None, 10)
+    assert [(p.profile, p.body) for p in everything] == [("a", "one"), ("b", "one"), ("a", "two")]
+    assert [p.body for p in await running.engine.outbox.pending(APP, "a", 10)] == ["one", "two"]
+    assert len(await running.engine.outbox.pending(APP, None, 2)) == 2
+    assert all(p.push_id for p in everything)
+
+
+async def test_idempotency_and_s2s_sessions(running):
+    """Cached responses and sessions come back as stored, and only while they live."""
+    store = running.store
+    assert await store.recall(APP, "k") is None
+    await store.remember(APP, "k", b"200{}", 60)
+    assert await store.recall(APP, "k") == b"200{}"
+    session = S2SSession("sid", APP, "backend", time.time() + 60, 3, b'{"x":1}')
+    await store.save_s2s_session(session)
+    assert await store.get_s2s_session("sid") == session
+    assert await store.get_s2s_session("other") is None
+
+
+async def test_presence_and_broker(running):
+    """Presence counts sessions; a published fanout reaches the subscriber intact."""
+    presence = running.engine.presence
+    await presence.join(APP, "a")
+    await presence.join(APP, "a")
+    await presence.leave(APP, "a")
+    assert await presence.online(APP, ["a", "b"]) == {"a"}
+    await presence.leave(APP, "a")
+    assert await presence.online(APP, ["a"]) == set()
+    frame = spliced_frame("event", "GET_EVENTS", {"x": 1})
+    fanout = Fanout(APP, frame, [("a", 4, data_fields({"evId": "e"}))])
+    await running.engine.broker.publish(fanout)
+    async with asyncio.timeout(5):
+        while not running.fanouts:
+            await asyncio.sleep(0.01)
+    assert running.fanouts == [fanout]
+    assert running.engine.broker.healthy()
+
+
+async def test_epoch_is_stable_while_nothing_is_lost(running):
+    """No spurious RESYNC: the epoch stays put across checks."""
+    epoch = running.store.epoch
+    await _send(running, ["a"])
+    assert epoch and await running.store.check_epoch() is False
+    assert running.store.epoch == epoch
