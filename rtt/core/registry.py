@@ -6,6 +6,7 @@ the same whichever door it came through; roles and feature switches are checked 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from rtt.settings import AppConfig
 
 if TYPE_CHECKING:
     from rtt.core.node import Core
+
+log = logging.getLogger("rtt.registry")
 
 SERVER = "server"
 CLIENT = "client"
@@ -83,5 +86,6 @@ async def dispatch(
         raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
     try:
         return await op.handler(core, caller, data_object(data))
-    except EngineUnavailable:
+    except EngineUnavailable as e:
+        log.warning("%s/%s: engine unavailable: %s", service, name, e)
         raise unavailable() from None

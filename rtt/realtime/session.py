@@ -3,8 +3,8 @@
 Frames reach a session from the hub (live) and from the store (replay and healing). The
 session keeps `last_seq`, the last stream position it queued, and only ever queues
 `last_seq + 1`: anything older is a duplicate and dropped; anything newer means a frame was
-missed (or is still in flight) and the gap is read back from the store, where every pushed
-item was committed before it was published. While reading, live frames wait in `pending`.
+missed or is still in flight. After a short grace the gap is read back from the store, where
+every pushed item was committed before it was published. Meanwhile frames wait in `pending`.
 
 Writes go through a byte-bounded queue drained by one writer task, so a slow client never
 delays the hub; one that falls too far behind is closed and resumes with `since`.
@@ -25,6 +25,7 @@ from rtt.protocol import unsequenced
 log = logging.getLogger("rtt.session")
 
 REPLAY_BATCH = 500
+GAP_GRACE_SECONDS = 0.1
 
 Send = Callable[[bytes], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -51,6 +52,7 @@ class Session:
         self._closed = False
         self._writer = asyncio.create_task(self._write_loop())
         self._healer: asyncio.Task[None] | None = None
+        self._gap_timer: asyncio.TimerHandle | None = None
 
     # --- producers -------------------------------------------------------------------------
 
@@ -78,8 +80,21 @@ class Session:
         elif seq == self.last_seq + 1:
             self.last_seq = seq
             self.send_now(frame)
+            if self._pending and self._drain_pending() and self._gap_timer is not None:
+                self._gap_timer.cancel()  # the late frame arrived: no store read needed
+                self._gap_timer = None
         elif seq > self.last_seq:
+            # Concurrent sends may publish out of order: give the missing frame a moment to
+            # arrive before reading it back from the store.
             self._pending.append((seq, frame))
+            if self._gap_timer is None:
+                self._gap_timer = asyncio.get_running_loop().call_later(
+                    GAP_GRACE_SECONDS, self._gap_expired
+                )
+
+    def _gap_expired(self) -> None:
+        self._gap_timer = None
+        if self._pending:
             self._start_healing()
 
     # --- replay and healing ----------------------------------------------------------------
@@ -179,6 +194,8 @@ class Session:
 
     async def stop(self) -> None:
         self._closed = True
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
         for task in (self._writer, self._healer):
             if task is not None and not task.done():
                 task.cancel()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -13,17 +13,24 @@ from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.store import RedisStore
 
+MAX_CONNECTIONS = 64
+
 
 def redis_client(url: str, timeout: float) -> Redis:
-    """No automatic retries: a write whose reply was lost must not be sent twice behind our back;
+    """A bounded pool where callers queue (up to `timeout`) for a connection instead of failing.
+
+    No automatic retries: a write whose reply was lost must not be sent twice behind our back;
     the caller gets 503 and retries (with an Idempotency-Key) instead."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=5,
     )
+    return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def redis_engine(

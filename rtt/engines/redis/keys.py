@@ -7,6 +7,7 @@ from __future__ import annotations
 EPOCH = "rtt:epoch"
 WRITES = "rtt:writes"
 FANOUT_CHANNEL = "rtt:fanout"
+NODES = "rtt:nodes"
 
 
 def profile(app: str, profile_id: str) -> str:
@@ -63,6 +64,6 @@ def node_alive(node_id: str) -> str:
     return f"rtt:node:{node_id}"
 
 
-def presence(app: str, profile_id: str) -> str:
-    """Set of node ids with a live session of the profile."""
-    return profile(app, profile_id) + ":nodes"
+def node_profiles(node_id: str) -> str:
+    """Set of `<app>\0<profileId>` with a live session on that node."""
+    return f"rtt:node:{node_id}:profiles"

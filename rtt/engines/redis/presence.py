@@ -1,7 +1,9 @@
-"""Redis presence: a set of node ids per profile, and a liveness key per node with a TTL.
+"""Redis presence: each node keeps the set of profiles it has sessions for, plus a liveness key
+with a TTL. A node that dies stops refreshing its key, so every profile it alone held is offline
+within the TTL, with no cleanup needed from anyone.
 
-A node refreshes its key every third of the TTL; a node that dies stops refreshing, its key
-expires, and every profile it alone held is offline — no cleanup needed from anyone.
+`online()` asks each live node's set at once (SMISMEMBER), so its cost grows with the number of
+nodes, not with the number of recipients.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from rtt.engines.redis import keys
 from rtt.engines.redis.store import guarded
 
 log = logging.getLogger("rtt.presence")
+
+
+def _member(app: str, profile: str) -> str:
+    return f"{app}\x00{profile}"
 
 
 class RedisPresence:
@@ -39,20 +45,20 @@ class RedisPresence:
                 await self._task
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.delete(keys.node_alive(self.node_id))
-                for app, profile in self._local:
-                    pipe.srem(keys.presence(app, profile), self.node_id)
+                pipe.delete(keys.node_alive(self.node_id), keys.node_profiles(self.node_id))
+                pipe.srem(keys.NODES, self.node_id)
                 await pipe.execute()
         self._local.clear()
 
     async def _refresh(self) -> None:
         """Renew this node's key; if it had vanished (Redis lost it), re-announce every profile."""
-        previous = await self._r.set(keys.node_alive(self.node_id), 1, px=self._ttl_ms, get=True)
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.set(keys.node_alive(self.node_id), 1, px=self._ttl_ms, get=True)
+            pipe.sadd(keys.NODES, self.node_id)
+            previous, _ = await pipe.execute()
         if previous is None and self._local:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for app, profile in self._local:
-                    pipe.sadd(keys.presence(app, profile), self.node_id)
-                await pipe.execute()
+            members = [_member(a, p) for a, p in self._local]
+            await self._r.sadd(keys.node_profiles(self.node_id), *members)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -67,7 +73,7 @@ class RedisPresence:
         key = (app, profile)
         self._local[key] += 1
         if self._local[key] == 1:
-            await self._r.sadd(keys.presence(app, profile), self.node_id)
+            await self._r.sadd(keys.node_profiles(self.node_id), _member(app, profile))
 
     async def leave(self, app: str, profile: str) -> None:
         key = (app, profile)
@@ -75,19 +81,27 @@ class RedisPresence:
         if self._local[key] <= 0:
             del self._local[key]
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self._r.srem(keys.presence(app, profile), self.node_id)
+                await self._r.srem(keys.node_profiles(self.node_id), _member(app, profile))
 
     @guarded
     async def online(self, app: str, profiles: list[str]) -> set[str]:
-        async with self._r.pipeline(transaction=False) as pipe:
-            for profile in profiles:
-                pipe.smembers(keys.presence(app, profile))
-            members = await pipe.execute()
-        nodes = sorted({n.decode() for m in members for n in m})
+        nodes = sorted(n.decode() for n in await self._r.smembers(keys.NODES))
         if not nodes:
             return set()
         alive_flags = await self._r.mget([keys.node_alive(n) for n in nodes])
-        alive = {n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None}
+        alive = [n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None]
+        dead = [n for n in nodes if n not in alive]
+        members = [_member(app, p) for p in profiles]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for node in alive:
+                pipe.smismember(keys.node_profiles(node), members)
+            if dead:  # a crashed node's leftovers: forget them
+                pipe.srem(keys.NODES, *dead)
+                pipe.delete(*(keys.node_profiles(n) for n in dead))
+            answers = await pipe.execute()
         return {
-            p for p, m in zip(profiles, members, strict=True) if any(n.decode() in alive for n in m)
+            p
+            for flags in answers[: len(alive)]
+            for p, on in zip(profiles, flags, strict=True)
+            if on
         }
