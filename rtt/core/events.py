@@ -31,7 +31,9 @@ def _event_parts(caller: Caller, data: dict[str, Any]) -> tuple[str, bytes]:
 async def sys_send_event_to_profiles(
     core: Core, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
-    raw = fields.raw_list(data, "toIds", max_count=caller.app.limits.max_recipients_s2s * 2)
+    raw = fields.raw_list(
+        data, "toIds", max_count=caller.app.limits.max_recipients_s2s * 2, recipients=True
+    )
     event_type, payload = _event_parts(caller, data)
     sender = data.get("fromProfileId")
     if sender is not None and not fields.is_profile_id(sender):

@@ -23,6 +23,7 @@ from rtt.errors import Reason, RttError, invalid, not_found
 from rtt.protocol import whole_frame
 
 MAX_IDS = 1000
+LATEST_ATTEMPTS = 10  # times msgVer -1 re-reads the version after a concurrent change won
 BOTH = (SERVER, CLIENT)
 
 
@@ -127,23 +128,27 @@ async def sys_update_message(core: Core, caller: Caller, data: dict[str, Any]) -
     content = content_bytes(
         fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
     )
-    current = await _current(core, caller, msg_id, wanted)
-    now, version = now_ms(), current.msg_ver + 1
-    frame = whole_frame(
-        "messaging",
-        "UPDATED",
-        {"msgId": msg_id, "msgVer": version, "msgUp": now, "content": orjson.Fragment(content)},
-    )
-    try:
-        targets = await core.engine.store.update_message(
-            caller.app_id, msg_id, current.msg_ver, content, now, frame
+    for _ in range(LATEST_ATTEMPTS):
+        current = await _current(core, caller, msg_id, wanted)
+        now, version = now_ms(), current.msg_ver + 1
+        frame = whole_frame(
+            "messaging",
+            "UPDATED",
+            {"msgId": msg_id, "msgVer": version, "msgUp": now, "content": orjson.Fragment(content)},
         )
-    except VersionMismatch:
-        raise _version_error() from None
-    except MessageNotFound:
-        raise not_found() from None
-    await publish_change(core, caller.app_id, frame, targets)
-    return {"requested": 1, "actual": 1, "msgId": msg_id}
+        try:
+            targets = await core.engine.store.update_message(
+                caller.app_id, msg_id, current.msg_ver, content, now, frame
+            )
+        except VersionMismatch:
+            if wanted != -1:
+                raise _version_error() from None
+            continue  # -1 never goes stale: apply to the version it has now
+        except MessageNotFound:
+            raise not_found() from None
+        await publish_change(core, caller.app_id, frame, targets)
+        return {"requested": 1, "actual": 1, "msgId": msg_id}
+    raise _version_error()
 
 
 async def _sys_delete(core: Core, caller: Caller, message: Message) -> bool:
@@ -163,14 +168,19 @@ async def _sys_delete(core: Core, caller: Caller, message: Message) -> bool:
 @operation("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
 async def sys_delete_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
-    current = await _current(core, caller, msg_id, _version(data))
-    try:
-        deleted = await _sys_delete(core, caller, current)
-    except VersionMismatch:
-        raise _version_error() from None
-    if not deleted:
-        raise not_found()
-    return {}
+    wanted = _version(data)
+    for _ in range(LATEST_ATTEMPTS):
+        current = await _current(core, caller, msg_id, wanted)
+        try:
+            deleted = await _sys_delete(core, caller, current)
+        except VersionMismatch:
+            if wanted != -1:
+                raise _version_error() from None
+            continue  # -1 never goes stale: delete the version it has now
+        if not deleted:
+            raise not_found()
+        return {}
+    raise _version_error()
 
 
 @operation("messaging", "SYS_DELETE_MESSAGES", roles=(SERVER,), feature="messaging")

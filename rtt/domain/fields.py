@@ -102,13 +102,20 @@ def id_list(
     return list(dict.fromkeys(values))
 
 
-def raw_list(data: dict[str, Any], name: str, *, max_count: int) -> list[Any]:
-    """A non-empty bounded list whose entries the caller checks one by one."""
+def raw_list(
+    data: dict[str, Any], name: str, *, max_count: int, recipients: bool = False
+) -> list[Any]:
+    """A non-empty bounded list whose entries the caller checks one by one; a list of
+    `recipients` that is too long is 40621, as in `id_list`."""
     values = required(data, name)
     if not isinstance(values, list):
         raise invalid(f"{name} must be a list")
     if not values:
         raise invalid(f"{name} must not be empty")
     if len(values) > max_count:
+        if recipients:
+            raise RttError(
+                400, Reason.TOO_MANY_RECIPIENTS, f"{name} has more than {max_count} entries"
+            )
         raise invalid(f"{name} has more than {max_count} entries")
     return values

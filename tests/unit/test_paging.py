@@ -111,4 +111,10 @@ def test_page_result_flags():
     """moreAfter/moreBefore must reflect the position in the whole result."""
     query = parse_context("box", {"pagination": {"rowsPerPage": 2, "pageNumber": 2}})
     results = page_result(query, 5, ["a", "b"])["results"]
-    assert results == {"count": 5, "page": 2, "items": ["a", "b"], "moreAfter": True, "moreBefore": True}
+    assert results == {
+        "count": 5,
+        "page": 2,
+        "items": ["a", "b"],
+        "moreAfter": True,
+        "moreBefore": True,
+    }
