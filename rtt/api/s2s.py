@@ -210,7 +210,7 @@ async def _session_packet(node: Node, request: Request, body: dict[str, Any]) ->
         responses: list[dict[str, Any]] = []
         operations = messages
         if session_id is None:  # the packet opened the session: answer AUTHENTICATE first
-            heartbeat = int(node.settings.s2s_session_seconds // 2)
+            heartbeat = max(1, int(node.settings.s2s_session_seconds // 2))
             responses.append(
                 {
                     "status": 200,

@@ -11,7 +11,7 @@ from rtt.domain import fields
 from rtt.domain.events import Event
 from rtt.domain.messages import content_bytes, new_id
 from rtt.engines.base import Fanout
-from rtt.errors import Reason, RttError, invalid
+from rtt.errors import invalid
 from rtt.protocol import Frame, dumps
 
 MAX_EVENT_TYPE = 128
@@ -32,19 +32,13 @@ async def sys_send_event_to_profiles(
     core: Core, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     raw = fields.raw_list(
-        data, "toIds", max_count=caller.app.limits.max_recipients_s2s * 2, recipients=True
+        data, "toIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
     )
     event_type, payload = _event_parts(caller, data)
     sender = data.get("fromProfileId")
     if sender is not None and not fields.is_profile_id(sender):
         raise invalid('fromProfileId must be a profileId, null or "System"')
     valid = list(dict.fromkeys(p for p in raw if fields.is_profile_id(p)))
-    if len(valid) > caller.app.limits.max_recipients_s2s:
-        raise RttError(
-            400,
-            Reason.TOO_MANY_RECIPIENTS,
-            f"toIds has more than {caller.app.limits.max_recipients_s2s} recipients",
-        )
     errors = [p for p in raw if not fields.is_profile_id(p)]
     if valid:
         now = now_ms()

@@ -272,13 +272,11 @@ async def _client_send(
 ) -> dict[str, Any]:
     profile = caller.client_profile()
     raw_to = fields.raw_list(
-        data, "toProfileIds", max_count=max(caller.app.limits.max_recipients_user, 1000)
+        data, "toProfileIds", max_count=caller.app.limits.max_recipients_user, recipients=True
     )
     if any(v is None for v in raw_to):
         raise _read_only()  # null is the brainCloud id of the system sender
-    to = fields.id_list(
-        data, "toProfileIds", max_count=caller.app.limits.max_recipients_user, recipients=True
-    )
+    to = fields.distinct_ids(raw_to, "toProfileIds")
     reply_to = await _refuse_system_replies(core, caller, to, data)
     sender = {"id": profile, "name": caller.name or profile}
     message = new_message(sender, to, content, now_ms(), reply_to)

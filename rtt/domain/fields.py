@@ -83,19 +83,14 @@ def id_list(
 ) -> list[str]:
     """A non-empty list of distinct ids (duplicates folded, order kept), each a bounded string.
 
-    Too many recipients is its own reason (40621) so senders can split the batch.
+    The limit counts entries as sent; too many recipients is its own reason (40621) so senders
+    can split the batch.
     """
-    values = required(data, name)
-    if not isinstance(values, list):
-        raise invalid(f"{name} must be a list")
-    if not values:
-        raise invalid(f"{name} must not be empty")
-    if len(values) > max_count:
-        if recipients:
-            raise RttError(
-                400, Reason.TOO_MANY_RECIPIENTS, f"{name} has more than {max_count} recipients"
-            )
-        raise invalid(f"{name} has more than {max_count} entries")
+    return distinct_ids(raw_list(data, name, max_count=max_count, recipients=recipients), name)
+
+
+def distinct_ids(values: list[Any], name: str) -> list[str]:
+    """Check every entry is an id (40001 otherwise) and fold duplicates, keeping order."""
     for value in values:
         if not is_profile_id(value):
             raise invalid(f"{name} entries must be strings of 1 to {MAX_ID_LENGTH} characters")
@@ -115,7 +110,7 @@ def raw_list(
     if len(values) > max_count:
         if recipients:
             raise RttError(
-                400, Reason.TOO_MANY_RECIPIENTS, f"{name} has more than {max_count} entries"
+                400, Reason.TOO_MANY_RECIPIENTS, f"{name} has more than {max_count} recipients"
             )
         raise invalid(f"{name} has more than {max_count} entries")
     return values
