@@ -131,7 +131,7 @@ class Rtt:
                 raw = await self.ws.recv()
                 frame = orjson.loads(raw)
                 if frame.get("requestId") == request_id:
-                    self._frames[:0] = kept
+                    self._frames.extend(kept)
                     return frame
                 kept.append(frame)
 
@@ -150,6 +150,7 @@ async def open_socket(
     *,
     app: str = "demo",
     since: int | None = None,
+    epoch: str | None = None,
     in_query: bool = True,
     tok: str | None = None,
 ) -> Rtt:
@@ -164,6 +165,8 @@ async def open_socket(
     }
     if since is not None:
         data["since"] = since
+    if epoch is not None:
+        data["epoch"] = epoch
     await ws.send(orjson.dumps({"service": "rtt", "operation": "CONNECT", "data": data}).decode())
     reply = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
     assert reply["operation"] == "CONNECT", reply

@@ -60,13 +60,21 @@ def test_apps(tmp: Path) -> dict[str, AppConfig]:
     return load_apps(path)
 
 
+# The engine integration tests run on; tests/integration/conftest.py runs each test once per
+# engine by setting this before the test builds its settings.
+ENGINE = {"engine": "local", "redis_url": ""}
+
+
 def test_settings(tmp: Path, **overrides: object) -> Settings:
     settings = Settings(
         apps=test_apps(tmp),
         port=free_port(),
         database=tmp / "rtt.db",
+        engine=ENGINE["engine"],
+        redis_url=ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
         heartbeat_seconds=5.0,
         sweep_interval_seconds=3600.0,
+        probe_interval_seconds=0.5,
     )
     return replace(settings, **overrides)  # type: ignore[arg-type]
 

@@ -96,7 +96,7 @@ class RedisStore:
         self._r = client
         self._scripts = Scripts(client)
         self._max_items = stream_max_items
-        self._frame_ttl = max(1, int(stream_max_seconds))
+        self._frame_ttl_ms = max(1, int(stream_max_seconds * 1000))
         self._writes_seen = 0
         self.epoch = ""
 
@@ -157,7 +157,7 @@ class RedisStore:
             script_keys.append(keys.box(app, sent_by))
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
-            m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl,
+            m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
             len(inbox), len(pushes), *inbox, *_push_args(pushes),
         ]  # fmt: skip
@@ -185,7 +185,7 @@ class RedisStore:
             ]
             per_event += [e.ev_id, mid, dumps(e.item())]
         args: list[Any] = [
-            fid, frame.head, frame.tail, self._frame_ttl, self._max_items,
+            fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
             len(events), len(pushes), *per_event, *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_events(keys=script_keys, args=args)
@@ -218,7 +218,7 @@ class RedisStore:
                 script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
             args: list[Any] = [
                 action, msg_id, expected_ver, content, now, fid, frame.head, frame.tail,
-                self._frame_ttl, self._max_items, len(holders), *holders,
+                self._frame_ttl_ms, self._max_items, len(holders), *holders,
             ]  # fmt: skip
             try:
                 result = await self._scripts.change_message(keys=script_keys, args=args)

@@ -1,7 +1,7 @@
 -- Store one event per recipient, a stream item each and push entries, atomically.
 -- KEYS[1] frame hash  KEYS[2] push outbox stream  KEYS[3] writes counter
 -- KEYS[4 ..] per recipient: seq counter, stream zset, events hash (3 keys each, n recipients)
--- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (s)
+-- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
 -- ARGV[5] max stream items  ARGV[6] n recipients  ARGV[7] n pushes
 -- ARGV[8 ..] 3 fields per recipient: ev_id, mid, event json; then 7 fields per push:
 --            profile, kind, ref, title, body, data, created_at
@@ -13,7 +13,7 @@ end
 
 local fid, max_items = ARGV[1], tonumber(ARGV[5])
 redis.call("HSET", KEYS[1], "head", ARGV[2], "tail", ARGV[3])
-redis.call("EXPIRE", KEYS[1], ARGV[4])
+redis.call("PEXPIRE", KEYS[1], ARGV[4])
 local result = {0}
 for i = 1, n do
   local k, a = 3 + 3 * (i - 1), 7 + 3 * (i - 1)

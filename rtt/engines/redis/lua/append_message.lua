@@ -5,7 +5,7 @@
 -- KEYS[last] (when ARGV[12] == "1") the sender's box hash
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
--- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (s)  ARGV[12] has sender (0/1)
+-- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
 -- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] n recipients  ARGV[16] n pushes
 -- ARGV[17 ..] n recipient profile ids, then 7 fields per push:
 --             profile, kind, ref, title, body, data, created_at
@@ -26,7 +26,7 @@ redis.call("HSET", KEYS[1], "from_id", ARGV[2], "sender", ARGV[3], "to", ARGV[4]
   "reply_to", ARGV[7])
 redis.call("ZADD", KEYS[3], cr, msg_id)
 redis.call("HSET", KEYS[4], "head", ARGV[9], "tail", ARGV[10])
-redis.call("EXPIRE", KEYS[4], ARGV[11])
+redis.call("PEXPIRE", KEYS[4], ARGV[11])
 
 local max_items = tonumber(ARGV[14])
 local entry = "[0," .. cr .. "," .. cr .. ",1]"

@@ -3,7 +3,7 @@
 -- KEYS[5] writes counter
 -- KEYS[6 ..] per holder profile: seq counter, stream zset, box hash (3 keys each, n holders)
 -- ARGV[1] "update" | "delete"  ARGV[2] msg_id  ARGV[3] expected version  ARGV[4] content
--- ARGV[5] now  ARGV[6] frame id  ARGV[7] frame head  ARGV[8] frame tail  ARGV[9] frame ttl (s)
+-- ARGV[5] now  ARGV[6] frame id  ARGV[7] frame head  ARGV[8] frame tail  ARGV[9] frame ttl (ms)
 -- ARGV[10] max stream items  ARGV[11] n holders  ARGV[12 ..] holder profile ids (sorted)
 -- Returns {writes, seq_1 .. seq_n}, or an error reply NOTFOUND / VERSION / RETRY (the holders
 -- changed since the caller read them: read again and retry).
@@ -44,7 +44,7 @@ else
   redis.call("ZREM", KEYS[3], msg_id)
 end
 redis.call("HSET", KEYS[4], "head", ARGV[7], "tail", ARGV[8])
-redis.call("EXPIRE", KEYS[4], ARGV[9])
+redis.call("PEXPIRE", KEYS[4], ARGV[9])
 local result = {0}
 for i = 1, n do
   local base = 5 + 3 * (i - 1)
