@@ -9,8 +9,6 @@ broker is a doorbell, and any frame it loses is healed from the store by seq.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 
 from rtt.core.node import Core
@@ -29,10 +27,6 @@ async def _offline(core: Core, app_id: str, app: AppConfig, profiles: list[str])
     return [p for p in profiles if p not in online]
 
 
-def _pushes(offline: list[str], entry: Callable[[str], PushEntry]) -> list[PushEntry]:
-    return [entry(p) for p in offline]
-
-
 async def deliver_message(
     core: Core, app_id: str, app: AppConfig, message: Message, inbox: list[str], sent_by: str | None
 ) -> None:
@@ -41,10 +35,9 @@ async def deliver_message(
     content = loads(message.content)
     title, body = message.sender.get("name") or "", preview(content)
     data = orjson.dumps({"msgId": message.msg_id})
-    pushes = _pushes(
-        offline,
-        lambda p: PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at),
-    )
+    pushes = [
+        PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at) for p in offline
+    ]
     frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message).item())
     seqs = await core.engine.store.append_message(app_id, message, inbox, sent_by, frame, pushes)
     await core.engine.broker.publish(
@@ -57,12 +50,10 @@ async def deliver_events(core: Core, app_id: str, app: AppConfig, events: list[E
     first = events[0]
     offline = await _offline(core, app_id, app, [e.to_id for e in events])
     ev_id_of = {e.to_id: e.ev_id for e in events}
-    pushes = _pushes(
-        offline,
-        lambda p: PushEntry(
-            p, "event", ev_id_of[p], first.event_type, "", first.data, first.created_at
-        ),
-    )
+    pushes = [
+        PushEntry(p, "event", ev_id_of[p], first.event_type, "", first.data, first.created_at)
+        for p in offline
+    ]
     frame = spliced_frame(
         "event",
         "GET_EVENTS",

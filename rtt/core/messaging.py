@@ -101,24 +101,30 @@ async def sys_get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> 
     return {"requested": len(ids), "actual": len(found), "items": [m.item() for m in found]}
 
 
-async def _page(core: Core, caller: Caller, profile: str | None, query: Any) -> dict[str, Any]:
+async def _page(
+    core: Core, caller: Caller, profile: str | None, data: dict[str, Any], *, offset: bool
+) -> dict[str, Any]:
+    """A page of `profile`'s box entries, or of all the app's messages (Sys) when None."""
+    scope = "sys" if profile is None else "box"
+    context = fields.required(data, "context")
+    if offset:
+        query = decode_context(scope, context, fields.required(data, "pageOffset"))
+    else:
+        query = parse_context(scope, context)
     count, items = await core.engine.store.page(caller.app_id, profile, query)
     return page_result(query, count, [i.item() for i in items])
 
 
 @operation("messaging", "SYS_GET_MESSAGES_PAGE", roles=(SERVER,), feature="messaging")
 async def sys_get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    return await _page(core, caller, None, parse_context("sys", fields.required(data, "context")))
+    return await _page(core, caller, None, data, offset=False)
 
 
 @operation("messaging", "SYS_GET_MESSAGES_PAGE_OFFSET", roles=(SERVER,), feature="messaging")
 async def sys_get_messages_page_offset(
     core: Core, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
-    query = decode_context(
-        "sys", fields.required(data, "context"), fields.required(data, "pageOffset")
-    )
-    return await _page(core, caller, None, query)
+    return await _page(core, caller, None, data, offset=True)
 
 
 @operation("messaging", "SYS_UPDATE_MESSAGE", roles=(SERVER,), feature="messaging")
@@ -226,18 +232,14 @@ async def get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict
 
 @operation("messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging")
 async def get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    query = parse_context("box", fields.required(data, "context"))
-    return await _page(core, caller, caller.client_profile(), query)
+    return await _page(core, caller, caller.client_profile(), data, offset=False)
 
 
 @operation("messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging")
 async def get_messages_page_offset(
     core: Core, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
-    query = decode_context(
-        "box", fields.required(data, "context"), fields.required(data, "pageOffset")
-    )
-    return await _page(core, caller, caller.client_profile(), query)
+    return await _page(core, caller, caller.client_profile(), data, offset=True)
 
 
 def _read_only() -> RttError:
