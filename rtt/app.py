@@ -21,6 +21,7 @@ from rtt.engines.redis import redis_engine
 from rtt.realtime.hub import Hub
 from rtt.runtime import Node
 from rtt.settings import Settings
+from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt")
 
@@ -78,9 +79,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(stop_task(task) for task in tasks))
             await engine.close()
 
     app = Starlette(

@@ -67,8 +67,30 @@ class RedisServer:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    def restart(self, *, wipe: bool = False, timeout: float = 10.0) -> RedisServer:
+        """Crash (SIGKILL) if running, then start again on the same port and directory;
+        `wipe` empties the directory first, so Redis comes back without its data."""
+        self.kill()
+        if wipe:
+            for entry in self.directory.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        return self.start(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs with its sockets open, like a stalled Redis."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.resume()  # a paused process would not act on SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -14,6 +15,18 @@ from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.store import RedisStore
 
 MAX_CONNECTIONS = 64
+
+
+def _no_maintenance_notifications() -> dict[str, Any]:
+    """redis-py 8 turns on maintenance notifications (a Redis Enterprise/Cloud feature) for RESP3,
+    and while they are on its pool stops checking a pooled connection for EOF before reusing it:
+    after a Redis restart the first command on every stale connection fails (a needless 503, a
+    healing session closed). Turn them off where the option exists; older pools always check."""
+    if not hasattr(BlockingConnectionPool, "maint_notifications_enabled"):
+        return {}
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def redis_client(url: str, timeout: float) -> Redis:
@@ -29,6 +42,7 @@ def redis_client(url: str, timeout: float) -> Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=5,
+        **_no_maintenance_notifications(),
     )
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 

@@ -21,6 +21,7 @@ from redis.asyncio.client import PubSub
 from rtt.engines.base import Fanout
 from rtt.engines.redis.keys import FANOUT_CHANNEL
 from rtt.protocol import Frame
+from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt.broker")
 
@@ -63,7 +64,20 @@ class RedisBroker:
         await asyncio.wait_for(self._subscribed.wait(), max(5.0, 4 * self._interval))
 
     async def publish(self, fanout: Fanout) -> None:
-        await self._r.publish(FANOUT_CHANNEL, encode(fanout))
+        """Never raises for Redis trouble: the items are already committed, and failing the send
+        now would make its caller retry and store them twice. A connection that died under us
+        gets one retry on a fresh one (sessions drop a duplicate by seq); after that the lost
+        doorbell is left to healing, like any other lost fan-out."""
+        raw = encode(fanout)
+        for attempt in (1, 2):
+            try:
+                await self._r.publish(FANOUT_CHANNEL, raw)
+                return
+            except (redis.exceptions.RedisError, OSError) as e:
+                retry = attempt == 1 and isinstance(e, redis.exceptions.ConnectionError)
+                if not retry:
+                    log.warning("fanout not published; receivers heal from the store: %s", e)
+                    return
 
     def healthy(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -73,9 +87,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
     async def _run(self) -> None:
         first = True

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from rtt.engines.redis import keys
 from rtt.engines.redis.store import guarded
+from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt.presence")
 
@@ -40,9 +41,7 @@ class RedisPresence:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.delete(keys.node_alive(self.node_id), keys.node_profiles(self.node_id))
