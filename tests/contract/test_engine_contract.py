@@ -229,3 +229,21 @@ async def test_epoch_is_stable_while_nothing_is_lost(running):
     await _send(running, ["a"])
     assert epoch and await running.store.check_epoch() is False
     assert running.store.epoch == epoch
+
+
+async def test_redis_outbox_stream_has_its_consumer_group(tmp_path, clean_redis):
+    """Dispatchers read with XREADGROUP: the group must exist from the first entry on."""
+    import redis.asyncio
+
+    from rtt.engines.redis import keys
+
+    engine = _build("redis", tmp_path, clean_redis, max_items=10)
+    state = Running(engine)
+    await engine.start(state.fanouts.append, state.on_gap)
+    try:
+        await _send(state, ["a", "b"])
+        async with redis.asyncio.Redis.from_url(clean_redis) as r:
+            [group] = await r.xinfo_groups(keys.outbox(APP))
+        assert group["name"] == keys.PUSH_GROUP.encode() and group["lag"] == 2
+    finally:
+        await engine.close()

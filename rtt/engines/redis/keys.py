@@ -48,7 +48,11 @@ def frame(app: str, frame_id: str) -> str:
     return f"rtt:{app}:frame:{frame_id}"
 
 
+PUSH_GROUP = "rtt-push"  # the consumer group the Lua scripts create with each outbox stream
+
+
 def outbox(app: str) -> str:
+    """Stream of push entries, created with consumer group PUSH_GROUP for the dispatchers."""
     return f"rtt:{app}:push"
 
 

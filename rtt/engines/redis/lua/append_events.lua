@@ -23,6 +23,10 @@ for i = 1, n do
   redis.call("HSET", KEYS[k + 3], ARGV[a + 1], ARGV[a + 3])
   result[i + 1] = seq
 end
+if pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
+  -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
+  redis.call("XGROUP", "CREATE", KEYS[2], "rtt-push", "0", "MKSTREAM")
+end
 local p = 7 + 3 * n
 for i = 0, pushes - 1 do
   local o = p + 7 * i

@@ -44,6 +44,10 @@ if has_sender then
   redis.call("HSET", KEYS[#KEYS], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
+if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
+  -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
+  redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
+end
 local p = 16 + n
 for i = 0, pushes - 1 do
   local o = p + 7 * i
