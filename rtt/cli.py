@@ -10,6 +10,7 @@ import uvicorn
 from rtt import tokens
 from rtt.app import create_app
 from rtt.logs import log_config
+from rtt.realtime.wire import DirectWebSocketProtocol
 from rtt.settings import Settings, settings_from
 
 
@@ -43,7 +44,7 @@ def serve(args: argparse.Namespace) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=DirectWebSocketProtocol,
         ws_max_size=max_frame,
         ws_per_message_deflate=False,
         lifespan="on",

@@ -49,6 +49,20 @@ def spliced_frame(service: str, operation: str, shared_data: dict[str, Any]) -> 
     return Frame(head=prefix + b',"data":{', tail=dumps(shared_data)[1:] + b"}")
 
 
+SLOT = "\x00rtt:per-recipient\x00"
+_SLOT_JSON = orjson.dumps(SLOT)
+
+
+def slotted_frame(service: str, operation: str, data: Any) -> Frame:
+    """A frame with one per-recipient JSON value: wherever `data` holds SLOT, each recipient's
+    own value (`mid`, e.g. `dumps(profile)`) is spliced in."""
+    body = dumps({"service": service, "operation": operation, "data": data})[1:]
+    head, found, tail = body.partition(_SLOT_JSON)
+    if not found:
+        raise ValueError("data holds no SLOT")
+    return Frame(head, tail)
+
+
 def data_fields(fields: dict[str, Any]) -> bytes:
     """Per-recipient leading fields of a spliced frame's data object."""
     return dumps(fields)[1:-1] + b","

@@ -91,7 +91,7 @@ class Settings:
     redis_timeout_seconds: float = 2.0
     probe_interval_seconds: float = 1.0
     presence_ttl_seconds: float = 10.0
-    session_queue_bytes: int = 4 * 1024 * 1024
+    session_buffer_bytes: int = 1024 * 1024
     config_path: Path | None = None
     generated_secrets: dict[str, str] = field(default_factory=dict)
 

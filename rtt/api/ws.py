@@ -22,6 +22,7 @@ from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import dumps, loads, unsequenced
 from rtt.realtime.session import Session
+from rtt.realtime.wire import SCOPE_KEY
 from rtt.runtime import Node
 
 log = logging.getLogger("rtt.ws")
@@ -114,9 +115,9 @@ async def rtt_socket(websocket: WebSocket) -> None:
         identity.app,
         identity.profile,
         node.engine.store,
-        lambda frame: _send_text(websocket, frame),
+        websocket.scope["extensions"][SCOPE_KEY],
         close,
-        node.settings.session_queue_bytes,
+        node.settings.session_buffer_bytes,
     )
     try:
         await node.hub.join(session)
@@ -163,7 +164,6 @@ async def _serve(
                     "rtt", "DISCONNECT", {"reason": "heartbeat timeout", "reasonCode": 40001}
                 )
             )
-            await session.flush()
             await websocket.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
             return
         if message["type"] == "websocket.disconnect":
@@ -196,7 +196,6 @@ async def _serve(
                 session.send_now(unsequenced("rtt", "HEARTBEAT", None))
                 continue
             if operation == "DISCONNECT":
-                await session.flush()
                 await websocket.close(CloseCode.NORMAL, "client disconnect")
                 return
         if not bucket.take(time.monotonic()):

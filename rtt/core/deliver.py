@@ -16,7 +16,16 @@ from rtt.domain.events import Event
 from rtt.domain.messages import Message, fresh_inbox_entry
 from rtt.domain.push import PushEntry, preview
 from rtt.engines.base import Fanout
-from rtt.protocol import Frame, data_fields, loads, spliced_frame, whole_frame
+from rtt.protocol import (
+    SLOT,
+    Frame,
+    data_fields,
+    dumps,
+    loads,
+    slotted_frame,
+    spliced_frame,
+    whole_frame,
+)
 from rtt.settings import AppConfig
 
 
@@ -38,10 +47,17 @@ async def deliver_message(
     pushes = [
         PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at) for p in offline
     ]
-    frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message).item())
-    seqs = await core.engine.store.append_message(app_id, message, inbox, sent_by, frame, pushes)
+    if message.from_id is None:  # each recipient's `to` is itself alone
+        frame = slotted_frame("messaging", "INCOMING", fresh_inbox_entry(message, SLOT).item())
+        mids = [dumps(p) for p in inbox]
+    else:
+        frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
+        mids = [b""] * len(inbox)
+    seqs = await core.engine.store.append_message(
+        app_id, message, inbox, sent_by, frame, mids, pushes
+    )
     await core.engine.broker.publish(
-        Fanout(app_id, frame, [(p, s, b"") for p, s in zip(inbox, seqs, strict=True)])
+        Fanout(app_id, frame, list(zip(inbox, seqs, mids, strict=True)))
     )
 
 

@@ -43,10 +43,16 @@ class Message:
     def from_id(self) -> str | None:
         return self.sender.get("id")
 
-    def body(self) -> dict[str, Any]:
+    def to_seen_by(self, profile: str) -> Any:
+        """A system message's recipients are private: each sees only itself in `to` (a
+        broadcast must not hand every recipient the list of all the others). A profile's
+        message shows its whole `to`, like e-mail."""
+        return [profile] if self.from_id is None else self.to
+
+    def body(self, to: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "from": self.sender,
-            "to": self.to,
+            "to": self.to if to is None else to,
             "sentAt": self.sent_at,
             "content": orjson.Fragment(self.content),
         }
@@ -69,6 +75,7 @@ class Message:
 class BoxEntry:
     """One profile's view of a message: which box, read state, its own timestamps and version."""
 
+    profile: str
     msgbox: str
     read: bool
     mb_cr: int
@@ -89,8 +96,13 @@ class BoxEntry:
             "msgCr": m.msg_cr,
             "msgUp": m.msg_up,
             "msgVer": m.msg_ver,
-            "message": m.body(),
+            "message": m.body(self.to_seen()),
         }
+
+    def to_seen(self) -> Any:
+        """The sender's own sent entry shows every recipient; an inbox entry, what
+        Message.to_seen_by allows."""
+        return self.message.to if self.msgbox == SENT else self.message.to_seen_by(self.profile)
 
 
 def content_bytes(content: object, max_bytes: int, name: str = "contentJson") -> bytes:
@@ -129,6 +141,7 @@ def new_message(
     return Message(new_id(), sender, to, now, content, now, now, 1, reply_to)
 
 
-def fresh_inbox_entry(message: Message) -> BoxEntry:
-    """The entry every recipient gets at send time: identical for all, so encoded once."""
-    return BoxEntry(INBOX, False, message.msg_cr, message.msg_cr, 1, message)
+def fresh_inbox_entry(message: Message, profile: str) -> BoxEntry:
+    """The entry a recipient gets at send time: the same for all but, for system messages,
+    the `to` list, which the frame splices in per recipient."""
+    return BoxEntry(profile, INBOX, False, message.msg_cr, message.msg_cr, 1, message)

@@ -74,10 +74,12 @@ class Store(Protocol):
         inbox: list[str],
         sent_by: str | None,
         frame: Frame,
+        mids: list[bytes],
         pushes: list[PushEntry],
     ) -> list[int]:
         """Store the message, an inbox entry per recipient (and a sent entry for a profile
-        sender); return each recipient's new seq, aligned with `inbox`."""
+        sender), a stream item per recipient (frame + its `mids` entry); return each
+        recipient's new seq, aligned with `inbox`."""
 
     async def append_events(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rtt.engines.base import Fanout, Presence
 from rtt.realtime.session import Session
+from rtt.realtime.wire import text_frame
 
 
 class Hub:
@@ -24,7 +25,7 @@ class Hub:
         for profile, seq, mid in fanout.targets:
             sessions = sessions_of((app, profile))
             if sessions:
-                data = frame.render(seq, mid)
+                data = text_frame(frame.render(seq, mid))
                 for session in sessions:
                     session.push(seq, data)
 

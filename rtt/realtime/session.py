@@ -1,13 +1,15 @@
 """One live socket: an ordered, gap-free, duplicate-free view of its profile's stream.
 
 Frames reach a session from the hub (live) and from the store (replay and healing). The
-session keeps `last_seq`, the last stream position it queued, and only ever queues
+session keeps `last_seq`, the last stream position it wrote, and only ever writes
 `last_seq + 1`: anything older is a duplicate and dropped; anything newer means a frame was
 missed or is still in flight. After a short grace the gap is read back from the store, where
 every pushed item was committed before it was published. Meanwhile frames wait in `pending`.
 
-Writes go through a byte-bounded queue drained by one writer task, so a slow client never
-delays the hub; one that falls too far behind is closed and resumes with `since`.
+Frames are written synchronously to the socket's transport (see realtime/wire.py): no task,
+queue or await per frame. The transport's own buffer is the bound: a client that lets more than
+`max_buffer_bytes` pile up is closed as too slow and resumes with `since`, so one slow client
+never delays the others.
 """
 
 from __future__ import annotations
@@ -15,71 +17,73 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from rtt.engines.base import Store
 from rtt.errors import CloseCode
 from rtt.protocol import unsequenced
+from rtt.realtime.wire import text_frame
 
 log = logging.getLogger("rtt.session")
 
 REPLAY_BATCH = 500
 GAP_GRACE_SECONDS = 0.1
 
-Send = Callable[[bytes], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
+
+
+class Wire(Protocol):
+    """Where a session's frames go: whole WebSocket frames, written at once."""
+
+    def write(self, frame: bytes) -> int:
+        """Write one frame; return how many bytes are still buffered for this socket."""
+        ...
 
 
 class Session:
     """The live half of one RTT connection."""
 
     def __init__(
-        self, app: str, profile: str, store: Store, send: Send, close: Close, max_queue_bytes: int
+        self, app: str, profile: str, store: Store, wire: Wire, close: Close, max_buffer_bytes: int
     ) -> None:
         self.app = app
         self.profile = profile
         self._store = store
-        self._send = send
+        self._wire = wire
         self._close = close
-        self._max_queue_bytes = max_queue_bytes
+        self._max_buffer_bytes = max_buffer_bytes
         self.last_seq = 0
         self._live = False  # False while the store is being read; live frames wait in pending
         self._pending: list[tuple[int, bytes]] = []
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._wake = asyncio.Event()
         self._closed = False
-        self._writer = asyncio.create_task(self._write_loop())
         self._healer: asyncio.Task[None] | None = None
         self._gap_timer: asyncio.TimerHandle | None = None
 
     # --- producers -------------------------------------------------------------------------
 
-    def send_now(self, frame: bytes) -> None:
-        """Queue a frame outside the stream (a reply, a control frame, an RTT-only event)."""
+    def send_now(self, payload: bytes) -> None:
+        """Write a JSON frame outside the stream (a reply, a control frame)."""
+        self._write(text_frame(payload))
+
+    def _write(self, frame: bytes) -> None:
         if self._closed:
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        if self._queued_bytes > self._max_queue_bytes:
+        if self._wire.write(frame) > self._max_buffer_bytes:
             self._closed = True
-            self._queue.clear()
             asyncio.get_running_loop().create_task(
                 self._close(CloseCode.SLOW_CONSUMER, "too slow: resume with since")
             )
-            return
-        self._wake.set()
 
     def push(self, seq: int, frame: bytes) -> None:
-        """A live stream frame from the hub."""
+        """A live frame from the hub, already WebSocket-framed; seq 0 is outside the stream."""
         if seq == 0:
-            self.send_now(frame)
+            self._write(frame)
         elif not self._live:
             self._pending.append((seq, frame))
         elif seq == self.last_seq + 1:
             self.last_seq = seq
-            self.send_now(frame)
+            self._write(frame)
             if self._pending and self._drain_pending() and self._gap_timer is not None:
                 self._gap_timer.cancel()  # the late frame arrived: no store read needed
                 self._gap_timer = None
@@ -138,10 +142,10 @@ class Session:
             if items is None:
                 await self._resync()
                 items = []
-            for seq, frame in items:
+            for seq, payload in items:
                 if seq == self.last_seq + 1:
                     self.last_seq = seq
-                    self.send_now(frame)
+                    self.send_now(payload)
             if len(items) == REPLAY_BATCH:
                 continue
             if self._drain_pending():
@@ -158,7 +162,7 @@ class Session:
             elif seq == self.last_seq + 1:
                 self._pending.pop(0)
                 self.last_seq = seq
-                self.send_now(frame)
+                self._write(frame)
             else:
                 return False
         return True
@@ -169,35 +173,11 @@ class Session:
         self._pending = [(s, f) for s, f in self._pending if s > self.last_seq]
         self.send_now(unsequenced("rtt", "RESYNC", {"seq": self.last_seq}))
 
-    # --- writer ----------------------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    await self._send(frame)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the socket went away; the receive loop notices and cleans up
-            log.debug("writer stopped", exc_info=True)
-
-    async def flush(self, timeout: float = 2.0) -> None:
-        """Wait (bounded) until everything queued so far has been written."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._queue and not self._writer.done() and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-
     async def stop(self) -> None:
         self._closed = True
         if self._gap_timer is not None:
             self._gap_timer.cancel()
-        for task in (self._writer, self._healer):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if self._healer is not None and not self._healer.done():
+            self._healer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._healer

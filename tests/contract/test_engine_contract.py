@@ -17,7 +17,7 @@ from rtt.domain.push import PushEntry
 from rtt.engines.base import Engine, Fanout, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
-from rtt.protocol import data_fields, spliced_frame, whole_frame
+from rtt.protocol import SLOT, data_fields, slotted_frame, spliced_frame, whole_frame
 
 APP = "app"
 SYSTEM = {"id": None, "name": "Admin"}
@@ -63,7 +63,7 @@ async def _send(r: Running, to: list[str], text: str = "hi", sent_by: str | None
     message = new_message(sender, to, orjson.dumps({"text": text}), int(time.time() * 1000))
     frame = whole_frame("messaging", "INCOMING", {"msgId": message.msg_id})
     pushes = [PushEntry(p, "message", message.msg_id, "Admin", text, b"{}", 1) for p in to]
-    seqs = await r.store.append_message(APP, message, to, sent_by, frame, pushes)
+    seqs = await r.store.append_message(APP, message, to, sent_by, frame, [b""] * len(to), pushes)
     return message, frame, seqs
 
 
@@ -247,3 +247,18 @@ async def test_redis_outbox_stream_has_its_consumer_group(tmp_path, clean_redis)
         assert group["name"] == keys.PUSH_GROUP.encode() and group["lag"] == 2
     finally:
         await engine.close()
+
+
+async def test_per_recipient_part_is_kept_for_replay(running):
+    """A slotted frame (each recipient sees itself in `to`) must replay with the same slot."""
+    message = new_message(SYSTEM, ["a", "b"], b"{}", 1)
+    frame = slotted_frame("messaging", "INCOMING", {"to": [SLOT]})
+    mids = [orjson.dumps(p) for p in ("a", "b")]
+    await running.store.append_message(APP, message, ["a", "b"], None, frame, mids, [])
+    [(_, raw)] = await running.store.stream_since(APP, "b", 0, 10)
+    assert orjson.loads(raw) == {
+        "seq": 1,
+        "service": "messaging",
+        "operation": "INCOMING",
+        "data": {"to": ["b"]},
+    }

@@ -86,7 +86,7 @@ async def test_get_messages_returns_inbox_entries(server, s2s):
     assert {"mbCr", "mbUp", "mbVer", "msgCr", "msgUp", "msgVer"} <= second.keys()
     assert second["mbVer"] == 1 and second["msgVer"] == 1
     assert second["message"]["from"] == SYSTEM_FROM
-    assert second["message"]["to"] == ["p1", "p2"]
+    assert second["message"]["to"] == ["p1"]  # a system message's recipients are private
     assert second["message"]["content"] == {"n": 1}
     assert isinstance(second["message"]["sentAt"], int)
 
@@ -865,3 +865,22 @@ async def test_reply_to_another_apps_system_message_is_unknown(server):
         )
         assert reply["reason_code"] == 40595
         await _nothing_stored(p1, p2)
+
+
+async def test_system_recipients_are_private_but_profile_recipients_are_not(server, s2s):
+    """Fails if a system broadcast tells each recipient who else got it (a privacy leak), or if
+    a profile's message hides its other recipients the way e-mail would not."""
+    async with socket(server, "p1") as p1, socket(server, "p2") as p2:
+        msg_id = await s2s.send(["p1", "p2", "p3"])
+        [one] = await p1.pushed(1)
+        [two] = await p2.pushed(1)
+        assert one["data"]["message"]["to"] == ["p1"]
+        assert two["data"]["message"]["to"] == ["p2"]
+        [item] = (await s2s.ok("messaging", "SYS_GET_MESSAGES", {"msgIds": [msg_id]}))["items"]
+        assert item["message"]["to"] == ["p1", "p2", "p3"]
+        sent = await p1.ok(
+            "messaging", "SEND_MESSAGE", {"toProfileIds": ["p2", "p4"], "contentJson": {"x": 1}}
+        )
+        [mine] = await p2.pushed(1)
+        assert mine["data"]["msgId"] == sent["msgId"]
+        assert mine["data"]["message"]["to"] == ["p2", "p4"]

@@ -126,7 +126,7 @@ async def test_sys_send_message_pushes_the_inbox_entry(server, s2s):
     assert entry["mbVer"] == 1 and entry["msgVer"] == 1
     assert entry["mbCr"] == entry["mbUp"] == entry["msgCr"] == entry["msgUp"]
     assert entry["message"]["from"] == SYSTEM_FROM
-    assert entry["message"]["to"] == ["p1", "p2"]
+    assert entry["message"]["to"] == ["p1"]  # each recipient sees only itself in `to`
     assert entry["message"]["content"] == {"text": "hi"}
 
 

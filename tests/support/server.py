@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from rtt.app import create_app
+from rtt.realtime.wire import DirectWebSocketProtocol
 from rtt.settings import AppConfig, Settings, load_apps
 
 APPS_TOML = """
@@ -89,7 +90,7 @@ class RunningServer:
             self.app,
             host="127.0.0.1",
             port=settings.port,
-            ws="websockets-sansio",
+            ws=DirectWebSocketProtocol,
             ws_per_message_deflate=False,
             ws_max_size=1024 * 1024,
             lifespan="on",

@@ -30,21 +30,17 @@ CREATE TABLE IF NOT EXISTS boxes(
   read INTEGER NOT NULL, mb_cr INTEGER NOT NULL, mb_up INTEGER NOT NULL, mb_ver INTEGER NOT NULL,
   PRIMARY KEY(app, profile, msgbox, msg_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS boxes_msg ON boxes(app, msg_id);
-CREATE INDEX IF NOT EXISTS boxes_cr ON boxes(app, profile, mb_cr);
 CREATE TABLE IF NOT EXISTS events(
   app TEXT NOT NULL, profile TEXT NOT NULL, ev_id TEXT NOT NULL, event_type TEXT NOT NULL,
   from_id TEXT, created_at INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY(app, profile, ev_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS profiles(
-  app TEXT NOT NULL, profile TEXT NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY(app, profile)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS frames(
   id INTEGER PRIMARY KEY, head BLOB NOT NULL, tail BLOB NOT NULL, created_at REAL NOT NULL);
+-- a profile's latest seq is its newest stream row; the sweep always keeps that row
 CREATE TABLE IF NOT EXISTS stream(
   app TEXT NOT NULL, profile TEXT NOT NULL, seq INTEGER NOT NULL, frame_id INTEGER NOT NULL,
-  mid BLOB NOT NULL, created_at REAL NOT NULL,
+  mid BLOB NOT NULL,
   PRIMARY KEY(app, profile, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS stream_age ON stream(created_at);
 CREATE INDEX IF NOT EXISTS stream_frame ON stream(frame_id);
 CREATE TABLE IF NOT EXISTS push_outbox(
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, profile TEXT NOT NULL,

@@ -46,35 +46,45 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
     )
 
 
-def _entry(row: tuple[Any, ...]) -> BoxEntry:
-    return BoxEntry(row[0], bool(row[1]), row[2], row[3], row[4], _message(row[5:]))
+def _entry(profile: str, row: tuple[Any, ...]) -> BoxEntry:
+    return BoxEntry(profile, row[0], bool(row[1]), row[2], row[3], row[4], _message(row[5:]))
 
 
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _next_seq(conn: sqlite3.Connection, app: str, profile: str) -> int:
-    row = conn.execute(
-        "INSERT INTO profiles(app, profile, seq) VALUES (?, ?, 1)"
-        " ON CONFLICT(app, profile) DO UPDATE SET seq = seq + 1 RETURNING seq",
-        (app, profile),
-    ).fetchone()
-    return int(row[0])
+def _latest_seqs(conn: sqlite3.Connection, app: str, profiles: list[str]) -> dict[str, int]:
+    """Each profile's newest seq, in as few index seeks as the parameter limit allows."""
+    latest: dict[str, int] = {}
+    for i in range(0, len(profiles), 900):
+        chunk = profiles[i : i + 900]
+        latest.update(
+            conn.execute(
+                "SELECT profile, max(seq) FROM stream WHERE app = ?"
+                f" AND profile IN ({_placeholders(len(chunk))}) GROUP BY profile",
+                (app, *chunk),
+            ).fetchall()
+        )
+    return latest
 
 
 def _append_stream(
     conn: sqlite3.Connection, app: str, frame: Frame, targets: list[tuple[str, bytes]]
 ) -> list[int]:
     """One frame row, then one stream row per target with its next seq."""
-    now = time.time()
     frame_id = conn.execute(
-        "INSERT INTO frames(head, tail, created_at) VALUES (?, ?, ?)", (frame.head, frame.tail, now)
+        "INSERT INTO frames(head, tail, created_at) VALUES (?, ?, ?)",
+        (frame.head, frame.tail, time.time()),
     ).lastrowid
-    seqs = [_next_seq(conn, app, profile) for profile, _ in targets]
+    latest = _latest_seqs(conn, app, list({p for p, _ in targets}))
+    seqs: list[int] = []
+    for profile, _ in targets:
+        latest[profile] = seq = latest.get(profile, 0) + 1
+        seqs.append(seq)
     conn.executemany(
-        "INSERT INTO stream(app, profile, seq, frame_id, mid, created_at) VALUES (?,?,?,?,?,?)",
-        [(app, p, s, frame_id, mid, now) for (p, mid), s in zip(targets, seqs, strict=True)],
+        "INSERT INTO stream(app, profile, seq, frame_id, mid) VALUES (?,?,?,?,?)",
+        [(app, p, s, frame_id, mid) for (p, mid), s in zip(targets, seqs, strict=True)],
     )
     return seqs
 
@@ -167,10 +177,16 @@ class SqliteStore:
         max_items, cutoff, now = self._max_items, time.time() - self._max_seconds, time.time()
 
         def sweep(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM stream WHERE created_at < ?", (cutoff,))
+            # frame ids grow with time: everything before the first young frame is too old
             conn.execute(
-                "DELETE FROM stream WHERE seq <= (SELECT p.seq - ? FROM profiles p"
-                " WHERE p.app = stream.app AND p.profile = stream.profile)",
+                "DELETE FROM stream WHERE frame_id < (SELECT coalesce(min(id), 1 << 62)"
+                " FROM frames WHERE created_at >= ?) AND seq < (SELECT max(s.seq) FROM stream s"
+                " WHERE s.app = stream.app AND s.profile = stream.profile)",
+                (cutoff,),
+            )
+            conn.execute(
+                "DELETE FROM stream WHERE seq <= (SELECT max(s.seq) - ? FROM stream s"
+                " WHERE s.app = stream.app AND s.profile = stream.profile)",
                 (max_items,),
             )
             conn.execute(
@@ -189,6 +205,7 @@ class SqliteStore:
         inbox: list[str],
         sent_by: str | None,
         frame: Frame,
+        mids: list[bytes],
         pushes: list[PushEntry],
     ) -> list[int]:
         m = message
@@ -215,7 +232,7 @@ class SqliteStore:
                 boxes.append((app, sent_by, SENT, m.msg_id, 1, m.msg_cr, m.msg_cr, 1))
             conn.executemany("INSERT INTO boxes VALUES (?,?,?,?,?,?,?,?)", boxes)
             _insert_pushes(conn, app, pushes)
-            return _append_stream(conn, app, frame, [(p, b"") for p in inbox])
+            return _append_stream(conn, app, frame, list(zip(inbox, mids, strict=True)))
 
         return await self._db.transaction(write)
 
@@ -295,7 +312,7 @@ class SqliteStore:
                 f" AND b.msg_id IN ({_placeholders(len(msg_ids))})",
                 (app, profile, box, *msg_ids),
             )
-            found = {r[5]: _entry(r) for r in rows}
+            found = {r[5]: _entry(profile, r) for r in rows}
             return [found[i] for i in msg_ids if i in found]
 
         if mark_read_at is None:
@@ -342,7 +359,7 @@ class SqliteStore:
             ).fetchall()
             if profile is None:
                 return count, [_message(r) for r in rows]
-            return count, [_entry(r) for r in rows]
+            return count, [_entry(profile, r) for r in rows]
 
         return await self._db.run(read)
 
@@ -390,10 +407,7 @@ class SqliteStore:
                 " ORDER BY s.seq LIMIT ?",
                 (app, profile, after, limit),
             ).fetchall()
-            latest = conn.execute(
-                "SELECT seq FROM profiles WHERE app = ? AND profile = ?", (app, profile)
-            ).fetchone()
-            latest_seq = latest[0] if latest else 0
+            latest_seq = _latest_seqs(conn, app, [profile]).get(profile, 0)
             if after > latest_seq:
                 return None  # a cursor from the future: another database or epoch
             if latest_seq > after and (not rows or rows[0][0] != after + 1):
@@ -404,10 +418,7 @@ class SqliteStore:
 
     async def latest_seq(self, app: str, profile: str) -> int:
         def read(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT seq FROM profiles WHERE app = ? AND profile = ?", (app, profile)
-            ).fetchone()
-            return int(row[0]) if row else 0
+            return _latest_seqs(conn, app, [profile]).get(profile, 0)
 
         return await self._db.run(read)
 

@@ -140,6 +140,7 @@ class RedisStore:
         inbox: list[str],
         sent_by: str | None,
         frame: Frame,
+        mids: list[bytes],
         pushes: list[PushEntry],
     ) -> list[int]:
         m, fid = message, uuid.uuid4().hex
@@ -159,7 +160,8 @@ class RedisStore:
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            len(inbox), len(pushes), *inbox, *_push_args(pushes),
+            len(inbox), len(pushes),
+            *(v for pair in zip(inbox, mids, strict=True) for v in pair), *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_message(keys=script_keys, args=args)
         self._saw(int(result[0]))
@@ -283,7 +285,7 @@ class RedisStore:
         split = [(f.split(":", 1), loads(v)) for f, v in states.items()]
         messages = await self._messages(app, list({ids[1] for ids, _ in split}))
         return [
-            BoxEntry(box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), messages[msg_id])
+            BoxEntry(profile, box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), messages[msg_id])
             for (box, msg_id), s in split
             if msg_id in messages
         ]

@@ -7,13 +7,13 @@
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
 -- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] n recipients  ARGV[16] n pushes
--- ARGV[17 ..] n recipient profile ids, then 7 fields per push:
+-- ARGV[17 ..] 2 fields per recipient: profile id, mid (its part of the frame); then 7 per push:
 --             profile, kind, ref, title, body, data, created_at
 -- Returns {writes, seq_1 .. seq_n}
 local n, pushes = tonumber(ARGV[15]), tonumber(ARGV[16])
 local has_sender = ARGV[12] == "1"
 local expected_keys = 6 + 3 * n + (has_sender and 1 or 0)
-if #KEYS ~= expected_keys or #ARGV ~= 16 + n + 7 * pushes then
+if #KEYS ~= expected_keys or #ARGV ~= 16 + 2 * n + 7 * pushes then
   return redis.error_reply("ERR append_message: argument count")
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
@@ -34,10 +34,10 @@ local result = {0}
 for i = 1, n do
   local base = 6 + 3 * (i - 1)
   local seq = redis.call("INCR", KEYS[base + 1])
-  redis.call("ZADD", KEYS[base + 2], seq, seq .. ":" .. fid .. ":")
+  redis.call("ZADD", KEYS[base + 2], seq, seq .. ":" .. fid .. ":" .. ARGV[16 + 2 * i])
   redis.call("ZREMRANGEBYRANK", KEYS[base + 2], 0, -(max_items + 1))
   redis.call("HSET", KEYS[base + 3], "inbox:" .. msg_id, entry)
-  redis.call("SADD", KEYS[2], "inbox|" .. ARGV[16 + i])
+  redis.call("SADD", KEYS[2], "inbox|" .. ARGV[15 + 2 * i])
   result[i + 1] = seq
 end
 if has_sender then
@@ -48,7 +48,7 @@ if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
 end
-local p = 16 + n
+local p = 16 + 2 * n
 for i = 0, pushes - 1 do
   local o = p + 7 * i
   redis.call("XADD", KEYS[5], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
