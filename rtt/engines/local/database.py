@@ -68,6 +68,8 @@ class Database:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # one node owns its file: no other process may write it (the seq cache relies on it)
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.executescript(SCHEMA)
         self._conn = conn
@@ -88,17 +90,27 @@ class Database:
             raise RuntimeError("database is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside one write transaction: it commits whole or not at all."""
+    async def transaction(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        settled: Callable[[bool], None] | None = None,
+    ) -> T:
+        """Run `fn` inside one write transaction: it commits whole or not at all. `settled` is
+        told, still on the database thread, whether it committed."""
 
         def wrapped(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
+                if settled is not None:
+                    settled(False)
                 raise
-            conn.execute("COMMIT")
+            if settled is not None:
+                settled(True)
             return result
 
         return await self.run(wrapped)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rtt.domain.events import Event
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
@@ -15,6 +16,8 @@ from rtt.domain.push import PushEntry
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
 from rtt.protocol import Frame, dumps, loads
+
+T = TypeVar("T")
 
 _MESSAGE_COLUMNS = (
     "m.msg_id, m.sender, m.recipients, m.sent_at, m.content, m.msg_cr, m.msg_up, m.msg_ver,"
@@ -54,33 +57,63 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _latest_seqs(conn: sqlite3.Connection, app: str, profiles: list[str]) -> dict[str, int]:
-    """Each profile's newest seq, in as few index seeks as the parameter limit allows."""
-    latest: dict[str, int] = {}
-    for i in range(0, len(profiles), 900):
-        chunk = profiles[i : i + 900]
-        latest.update(
-            conn.execute(
+class SeqCache:
+    """Each profile's latest seq, kept by the database thread so a send reads none of them
+    from disk. What a transaction stages becomes visible only once it commits."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self._latest: dict[tuple[str, str], int] = {}
+        self._staged: dict[tuple[str, str], int] = {}
+        self._limit = limit
+
+    def latest(self, conn: sqlite3.Connection, app: str, profiles: list[str]) -> dict[str, int]:
+        known, missing = {}, []
+        for p in profiles:
+            seq = self._staged.get((app, p), self._latest.get((app, p)))
+            if seq is None:
+                missing.append(p)
+            else:
+                known[p] = seq
+        for i in range(0, len(missing), 900):
+            chunk = missing[i : i + 900]
+            rows = conn.execute(
                 "SELECT profile, max(seq) FROM stream WHERE app = ?"
                 f" AND profile IN ({_placeholders(len(chunk))}) GROUP BY profile",
                 (app, *chunk),
             ).fetchall()
-        )
-    return latest
+            found = dict(rows)
+            for p in chunk:
+                known[p] = self._latest[(app, p)] = found.get(p, 0)
+        return known
+
+    def stage(self, app: str, profile: str, seq: int) -> None:
+        self._staged[(app, profile)] = seq
+
+    def settle(self, committed: bool) -> None:
+        if committed:
+            if len(self._latest) > self._limit:
+                self._latest.clear()  # cheap amortized bound; misses are read back from disk
+            self._latest.update(self._staged)
+        self._staged.clear()
 
 
 def _append_stream(
-    conn: sqlite3.Connection, app: str, frame: Frame, targets: list[tuple[str, bytes]]
+    conn: sqlite3.Connection,
+    seqs_cache: SeqCache,
+    app: str,
+    frame: Frame,
+    targets: list[tuple[str, bytes]],
 ) -> list[int]:
     """One frame row, then one stream row per target with its next seq."""
     frame_id = conn.execute(
         "INSERT INTO frames(head, tail, created_at) VALUES (?, ?, ?)",
         (frame.head, frame.tail, time.time()),
     ).lastrowid
-    latest = _latest_seqs(conn, app, list({p for p, _ in targets}))
+    latest = seqs_cache.latest(conn, app, list({p for p, _ in targets}))
     seqs: list[int] = []
     for profile, _ in targets:
-        latest[profile] = seq = latest.get(profile, 0) + 1
+        latest[profile] = seq = latest[profile] + 1
+        seqs_cache.stage(app, profile, seq)
         seqs.append(seq)
     conn.executemany(
         "INSERT INTO stream(app, profile, seq, frame_id, mid) VALUES (?,?,?,?,?)",
@@ -148,9 +181,14 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, stream_max_items: int, stream_max_seconds: float) -> None:
         self._db = Database(path)
+        self._seqs = SeqCache()
         self._max_items = stream_max_items
         self._max_seconds = stream_max_seconds
         self.epoch = ""
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction; the seqs it staged become the latest only if it commits."""
+        return await self._db.transaction(fn, settled=self._seqs.settle)
 
     async def start(self) -> None:
         await self._db.open()
@@ -161,7 +199,7 @@ class SqliteStore:
             )
             return str(conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
 
-        self.epoch = await self._db.transaction(epoch)
+        self.epoch = await self._write(epoch)
 
     async def check_epoch(self) -> bool:
         """The file is the only copy: its epoch changes only with a new file."""
@@ -196,7 +234,7 @@ class SqliteStore:
             conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM s2s_sessions WHERE expires_at < ?", (now,))
 
-        await self._db.transaction(sweep)
+        await self._write(sweep)
 
     async def append_message(
         self,
@@ -232,9 +270,9 @@ class SqliteStore:
                 boxes.append((app, sent_by, SENT, m.msg_id, 1, m.msg_cr, m.msg_cr, 1))
             conn.executemany("INSERT INTO boxes VALUES (?,?,?,?,?,?,?,?)", boxes)
             _insert_pushes(conn, app, pushes)
-            return _append_stream(conn, app, frame, list(zip(inbox, mids, strict=True)))
+            return _append_stream(conn, self._seqs, app, frame, list(zip(inbox, mids, strict=True)))
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def append_events(
         self,
@@ -254,9 +292,9 @@ class SqliteStore:
             )
             _insert_pushes(conn, app, pushes)
             targets = [(e.to_id, mid) for e, mid in zip(events, mids, strict=True)]
-            return _append_stream(conn, app, frame, targets)
+            return _append_stream(conn, self._seqs, app, frame, targets)
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def update_message(
         self, app: str, msg_id: str, expected_ver: int, content: bytes, now: int, frame: Frame
@@ -269,10 +307,10 @@ class SqliteStore:
                 (content, now, app, msg_id),
             )
             holders = _holders(conn, app, msg_id)
-            seqs = _append_stream(conn, app, frame, [(p, b"") for p in holders])
+            seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
             return list(zip(holders, seqs, strict=True))
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def delete_message(
         self, app: str, msg_id: str, expected_ver: int, frame: Frame
@@ -282,10 +320,10 @@ class SqliteStore:
             holders = _holders(conn, app, msg_id)
             conn.execute("DELETE FROM boxes WHERE app = ? AND msg_id = ?", (app, msg_id))
             conn.execute("DELETE FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id))
-            seqs = _append_stream(conn, app, frame, [(p, b"") for p in holders])
+            seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
             return list(zip(holders, seqs, strict=True))
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
         def read(conn: sqlite3.Connection) -> list[Message]:
@@ -317,14 +355,12 @@ class SqliteStore:
 
         if mark_read_at is None:
             return await self._db.run(read)
-        return await self._db.transaction(read)
+        return await self._write(read)
 
     async def mark_read(
         self, app: str, profile: str, box: str, msg_ids: list[str], now: int
     ) -> int:
-        return await self._db.transaction(
-            lambda conn: _mark_read(conn, app, profile, box, msg_ids, now)
-        )
+        return await self._write(lambda conn: _mark_read(conn, app, profile, box, msg_ids, now))
 
     async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int:
         def write(conn: sqlite3.Connection) -> int:
@@ -334,7 +370,7 @@ class SqliteStore:
                 (app, profile, box, *msg_ids),
             ).rowcount
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def page(
         self, app: str, profile: str | None, query: Query
@@ -395,7 +431,7 @@ class SqliteStore:
                 (app, profile, *ev_ids),
             ).rowcount
 
-        return await self._db.transaction(write)
+        return await self._write(write)
 
     async def stream_since(
         self, app: str, profile: str, after: int, limit: int
@@ -407,7 +443,7 @@ class SqliteStore:
                 " ORDER BY s.seq LIMIT ?",
                 (app, profile, after, limit),
             ).fetchall()
-            latest_seq = _latest_seqs(conn, app, [profile]).get(profile, 0)
+            latest_seq = self._seqs.latest(conn, app, [profile])[profile]
             if after > latest_seq:
                 return None  # a cursor from the future: another database or epoch
             if latest_seq > after and (not rows or rows[0][0] != after + 1):
@@ -418,7 +454,7 @@ class SqliteStore:
 
     async def latest_seq(self, app: str, profile: str) -> int:
         def read(conn: sqlite3.Connection) -> int:
-            return _latest_seqs(conn, app, [profile]).get(profile, 0)
+            return self._seqs.latest(conn, app, [profile])[profile]
 
         return await self._db.run(read)
 
@@ -433,7 +469,7 @@ class SqliteStore:
         return await self._db.run(read)
 
     async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
-        await self._db.transaction(
+        await self._write(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
                 (app, key, response, time.time() + ttl),
@@ -453,7 +489,7 @@ class SqliteStore:
 
     async def save_s2s_session(self, session: S2SSession) -> None:
         s = session
-        await self._db.transaction(
+        await self._write(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO s2s_sessions VALUES (?, ?, ?, ?, ?, ?)",
                 (s.session_id, s.app, s.server, s.expires_at, s.last_packet, s.last_response),
