@@ -8,7 +8,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from rtt.api.health import healthz, readyz
 from rtt.api.s2s import s2s_dispatcher
@@ -67,7 +69,24 @@ async def _watch_epoch(node: Node) -> None:
             log.warning("epoch check failed: %s", e)
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
+class RttApp:
+    """The ASGI entry point. `/rtt` sockets go straight to their handler: a long-lived socket
+    should not carry Starlette's middleware stack (its frames, its memory) for hours. Everything
+    else, lifespan included, is the Starlette app."""
+
+    def __init__(self, http: Starlette, node: Node) -> None:
+        self.http = http
+        self.node = node
+        self.state = http.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/rtt":
+            await rtt_socket(self.node, WebSocket(scope, receive, send))
+        else:
+            await self.http(scope, receive, send)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> RttApp:
     engine = engine or build_engine(settings)
     hub = Hub(engine.presence)
     node = Node(settings, engine, hub, Core(settings, engine))
@@ -87,9 +106,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            WebSocketRoute("/rtt", rtt_socket),
         ],
         lifespan=lifespan,
     )
     app.state.node = node
-    return app
+    return RttApp(app, node)

@@ -44,7 +44,8 @@ STALE = -1
 async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity, int | None]:
     """Wait for CONNECT; return who connected and the `since` cursor, or raise _Refused."""
     try:
-        text = await asyncio.wait_for(websocket.receive_text(), node.settings.heartbeat_seconds * 2)
+        async with asyncio.timeout(node.settings.heartbeat_seconds * 2):
+            text = await websocket.receive_text()
         frame = loads(text)
     except (TimeoutError, ValueError, KeyError) as e:
         raise _Refused(
@@ -89,8 +90,8 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
     return identity, since
 
 
-async def rtt_socket(websocket: WebSocket) -> None:
-    node: Node = websocket.app.state.node
+async def rtt_socket(node: Node, websocket: WebSocket) -> None:
+    """One client connection, from CONNECT to close."""
     await websocket.accept()
     try:
         identity, since = await _handshake(node, websocket)
@@ -157,7 +158,8 @@ async def _serve(
     silence = node.settings.heartbeat_seconds * 2
     while True:
         try:
-            message = await asyncio.wait_for(websocket.receive(), silence)
+            async with asyncio.timeout(silence):  # no task per frame, unlike wait_for
+                message = await websocket.receive()
         except TimeoutError:
             session.send_now(
                 unsequenced(

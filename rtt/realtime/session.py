@@ -44,6 +44,21 @@ class Wire(Protocol):
 class Session:
     """The live half of one RTT connection."""
 
+    __slots__ = (
+        "_close",
+        "_closed",
+        "_gap_timer",
+        "_healer",
+        "_live",
+        "_max_buffer_bytes",
+        "_pending",
+        "_store",
+        "_wire",
+        "app",
+        "last_seq",
+        "profile",
+    )
+
     def __init__(
         self, app: str, profile: str, store: Store, wire: Wire, close: Close, max_buffer_bytes: int
     ) -> None:
