@@ -1,14 +1,19 @@
-"""The shipped commands work as documented: `rtt serve` as a process, `rtt token`, the benchmark."""
+"""The shipped commands work as documented: `rtt serve` as a process, `rtt token`, benchmarks."""
 
 import asyncio
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jwt
+import pytest
 
 from loadtest import latency
 from loadtest.node import rtt_node
 from tests.support.server import APPS_TOML
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_latency_benchmark_smoke_run_against_rtt_serve_subprocess():
@@ -18,6 +23,27 @@ def test_latency_benchmark_smoke_run_against_rtt_serve_subprocess():
     result = latency.report(samples)
     assert result["sends"] == 5
     assert 0 < result["p50_ms"] < 5000
+
+
+@pytest.mark.timeout(150)
+def test_fanout_benchmark_runs_rtt_and_the_socketio_peer_without_loss():
+    """`--target both` drives rtt and the python-socketio peer with the same generator; both
+    deliver everything exactly once. A smoke run: no performance thresholds."""
+    command = [sys.executable, "-m", "loadtest.fanout", "--target", "both"]
+    command += ["--sockets", "20", "--recipients", "20", "--messages", "3", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    assert report["target"] == "both" and report["pinning"]["applied"] is False
+    for side in ("rtt", "peer"):
+        result = report[side]
+        assert result["deliveries"] == 3 * 20, (side, result)
+        assert result["lost"] == 0 and result["gaps"] == 0 and result["duplicates"] == 0, result
+    assert report["peer"]["engine"] == "socketio+redis"
+    assert set(report["ratio"]) >= {
+        "server_cpu_per_delivery_peer_over_rtt",
+        "deliveries_per_s_rtt_over_peer",
+    }
 
 
 def test_rtt_token_prints_a_verifiable_token(tmp_path):
