@@ -4,6 +4,7 @@ crashed with AOF, and restarted empty. Real redis-server processes, loopback onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio
 
-from tests.support.clients import S2S, socket
+from tests.support.clients import S2S, Rtt, socket
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, running
 from tests.support.server import test_settings as settings_for
@@ -96,6 +97,25 @@ async def _send_retrying(s2s: S2S, body: dict[str, Any], key: str, timeout: floa
     return str(response.json()["data"]["msgId"])
 
 
+@contextlib.asynccontextmanager
+async def _behind_proxy(
+    tmp_path: Path, redis_url: str, profile: str
+) -> AsyncIterator[tuple[TcpProxy, Rtt, S2S]]:
+    """A node whose Redis traffic goes through a TcpProxy, with one socket and an S2S client."""
+    upstream = urlsplit(redis_url).port
+    assert upstream is not None
+    async with (
+        TcpProxy(upstream) as proxy,
+        running(_settings(tmp_path, proxy.url)) as server,
+        socket(server, profile) as ws,
+    ):
+        s2s = S2S(server)
+        try:
+            yield proxy, ws, s2s
+        finally:
+            await s2s.close()
+
+
 async def _ready(s2s: S2S) -> int:
     return (await s2s.http.get("/readyz")).status_code
 
@@ -144,44 +164,34 @@ async def test_deaf_subscription_is_detected_fails_readyz_and_heals_after_thaw(
 ):
     """A silent pub/sub link: deaf within 2 probes, /readyz 503, sessions healed after thaw."""
     profile = _profile("deaf")
-    upstream = urlsplit(clean_redis).port
-    assert upstream is not None
-    async with (
-        TcpProxy(upstream) as proxy,
-        running(_settings(tmp_path, proxy.url)) as server,
-        socket(server, profile) as ws,
-    ):
-        s2s = S2S(server)
-        try:
-            first = await s2s.send([profile])
-            assert [f["data"]["msgId"] for f in await ws.pushed(1)] == [first]
-            assert await _ready(s2s) == 200
-            assert proxy.pubsub_connections == 1
+    async with _behind_proxy(tmp_path, clean_redis, profile) as (proxy, ws, s2s):
+        first = await s2s.send([profile])
+        assert [f["data"]["msgId"] for f in await ws.pushed(1)] == [first]
+        assert await _ready(s2s) == 200
+        assert proxy.pubsub_connections == 1
 
-            proxy.freeze_pubsub()
-            _, detected = await eventually(
-                lambda: _ready(s2s),
-                lambda status: status == 503,
-                timeout=4 * PROBE,
-                interval=0.01,
-                what="/readyz 503 while deaf",
-            )
-            assert detected <= 2 * PROBE, detected
-            sent = [await s2s.send([profile], {"i": i}) for i in range(5)]
-            await ws.silent(3 * PROBE)  # deaf: nothing reaches the socket
-            assert await _ready(s2s) == 503  # still deaf: resubscribing cannot succeed
+        proxy.freeze_pubsub()
+        _, detected = await eventually(
+            lambda: _ready(s2s),
+            lambda status: status == 503,
+            timeout=4 * PROBE,
+            interval=0.01,
+            what="/readyz 503 while deaf",
+        )
+        assert detected <= 2 * PROBE, detected
+        sent = [await s2s.send([profile], {"i": i}) for i in range(5)]
+        await ws.silent(3 * PROBE)  # deaf: nothing reaches the socket
+        assert await _ready(s2s) == 503  # still deaf: resubscribing cannot succeed
 
-            proxy.thaw()
-            healed = await ws.pushed(5, timeout=5)
-            assert [(f["seq"], f["data"]["msgId"]) for f in healed] == list(
-                zip(range(2, 7), sent, strict=True)
-            )
-            await eventually(lambda: _ready(s2s), lambda s: s == 200, what="ready again")
-            live = await s2s.send([profile])
-            assert [(f["seq"], f["data"]["msgId"]) for f in await ws.pushed(1)] == [(7, live)]
-            await ws.silent(0.3)
-        finally:
-            await s2s.close()
+        proxy.thaw()
+        healed = await ws.pushed(5, timeout=5)
+        assert [(f["seq"], f["data"]["msgId"]) for f in healed] == list(
+            zip(range(2, 7), sent, strict=True)
+        )
+        await eventually(lambda: _ready(s2s), lambda s: s == 200, what="ready again")
+        live = await s2s.send([profile])
+        assert [(f["seq"], f["data"]["msgId"]) for f in await ws.pushed(1)] == [(7, live)]
+        await ws.silent(0.3)
 
 
 async def test_stored_send_whose_fanout_publish_fails_is_acknowledged_once_and_healed(
@@ -189,26 +199,16 @@ async def test_stored_send_whose_fanout_publish_fails_is_acknowledged_once_and_h
 ):
     """A send stored but not published must answer 200 (not a 500 whose retry stores it twice)."""
     profile = _profile("nopub")
-    upstream = urlsplit(clean_redis).port
-    assert upstream is not None
-    async with (
-        TcpProxy(upstream) as proxy,
-        running(_settings(tmp_path, proxy.url)) as server,
-        socket(server, profile) as ws,
-    ):
-        s2s = S2S(server)
-        try:
-            proxy.cut_on(b"PUBLISH")
-            lost = await s2s.send([profile], {"text": "doorbell lost"})
-            await ws.silent(0.3)
-            proxy.cut_on(None)
-            rung = await s2s.send([profile], {"text": "doorbell rung"})
-            frames = await ws.pushed(2)  # the gap before `rung` is healed from the store
-            assert [(f["seq"], f["data"]["msgId"]) for f in frames] == [(1, lost), (2, rung)]
-            counts = await ws.ok("messaging", "GET_MESSAGE_COUNTS", {})
-            assert counts["inbox"]["total"] == 2
-        finally:
-            await s2s.close()
+    async with _behind_proxy(tmp_path, clean_redis, profile) as (proxy, ws, s2s):
+        proxy.cut_on(b"PUBLISH")
+        lost = await s2s.send([profile], {"text": "doorbell lost"})
+        await ws.silent(0.3)
+        proxy.cut_on(None)
+        rung = await s2s.send([profile], {"text": "doorbell rung"})
+        frames = await ws.pushed(2)  # the gap before `rung` is healed from the store
+        assert [(f["seq"], f["data"]["msgId"]) for f in frames] == [(1, lost), (2, rung)]
+        counts = await ws.ok("messaging", "GET_MESSAGE_COUNTS", {})
+        assert counts["inbox"]["total"] == 2
 
 
 async def test_send_while_redis_is_down_answers_503_and_the_retry_stores_one_copy(node, own_redis):
