@@ -40,6 +40,10 @@ class Wire(Protocol):
         """Write one frame; return how many bytes are still buffered for this socket."""
         ...
 
+    async def drain(self) -> None:
+        """Wait until the buffered bytes are back under the transport's high-water mark."""
+        ...
+
 
 class Session:
     """The live half of one RTT connection."""
@@ -161,6 +165,7 @@ class Session:
                 if seq == self.last_seq + 1:
                     self.last_seq = seq
                     self.send_now(payload)
+                    await self._wire.drain()  # a backlog goes at the client's pace, not ours
             if len(items) == REPLAY_BATCH:
                 continue
             if self._drain_pending():

@@ -46,6 +46,10 @@ class DirectWriter:
         transport.write(frame)
         return transport.get_write_buffer_size()
 
+    async def drain(self) -> None:
+        """Wait until the transport is below its high-water mark (or the socket is gone)."""
+        await self._protocol.writable.wait()
+
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, with a DirectWriter in the scope's extensions."""
