@@ -25,11 +25,12 @@ CREATE TABLE IF NOT EXISTS messages(
   msg_cr INTEGER NOT NULL, msg_up INTEGER NOT NULL, msg_ver INTEGER NOT NULL, reply_to TEXT,
   PRIMARY KEY(app, msg_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_cr ON messages(app, msg_cr);
+-- keyed for the reader; a message's holders are found from its recipients, so a send writes
+-- no secondary index (nor does the stream: the sweep scans it to collect unused frames)
 CREATE TABLE IF NOT EXISTS boxes(
   app TEXT NOT NULL, profile TEXT NOT NULL, msgbox TEXT NOT NULL, msg_id TEXT NOT NULL,
   read INTEGER NOT NULL, mb_cr INTEGER NOT NULL, mb_up INTEGER NOT NULL, mb_ver INTEGER NOT NULL,
   PRIMARY KEY(app, profile, msgbox, msg_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS boxes_msg ON boxes(app, msg_id);
 CREATE TABLE IF NOT EXISTS events(
   app TEXT NOT NULL, profile TEXT NOT NULL, ev_id TEXT NOT NULL, event_type TEXT NOT NULL,
   from_id TEXT, created_at INTEGER NOT NULL, data BLOB NOT NULL,
@@ -41,7 +42,6 @@ CREATE TABLE IF NOT EXISTS stream(
   app TEXT NOT NULL, profile TEXT NOT NULL, seq INTEGER NOT NULL, frame_id INTEGER NOT NULL,
   mid BLOB NOT NULL,
   PRIMARY KEY(app, profile, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS stream_frame ON stream(frame_id);
 CREATE TABLE IF NOT EXISTS push_outbox(
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, profile TEXT NOT NULL,
   kind TEXT NOT NULL, ref TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,

@@ -134,12 +134,30 @@ def _insert_pushes(conn: sqlite3.Connection, app: str, pushes: list[PushEntry]) 
         )
 
 
-def _holders(conn: sqlite3.Connection, app: str, msg_id: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT DISTINCT profile FROM boxes WHERE app = ? AND msg_id = ? ORDER BY profile",
-        (app, msg_id),
-    )
-    return [r[0] for r in rows]
+def _holders(conn: sqlite3.Connection, app: str, msg_id: str) -> list[tuple[str, str]]:
+    """(profile, box) of every entry that still holds the message, found by primary key from
+    its recipients and its sender, so boxes need no index by message."""
+    row = conn.execute(
+        "SELECT recipients, from_id FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id)
+    ).fetchone()
+    if row is None:
+        return []
+    candidates = [(p, INBOX) for p in loads(row[0])]
+    if row[1] is not None:
+        candidates.append((row[1], SENT))
+    held: list[tuple[str, str]] = []
+    for i in range(0, len(candidates), 400):
+        chunk = candidates[i : i + 400]
+        pairs = " OR ".join(["(profile = ? AND msgbox = ?)"] * len(chunk))
+        held += conn.execute(
+            f"SELECT profile, msgbox FROM boxes WHERE app = ? AND msg_id = ? AND ({pairs})",
+            (app, msg_id, *(v for pair in chunk for v in pair)),
+        ).fetchall()
+    return held
+
+
+def _profiles(held: list[tuple[str, str]]) -> list[str]:
+    return sorted({profile for profile, _ in held})
 
 
 def _check_version(conn: sqlite3.Connection, app: str, msg_id: str, expected: int) -> None:
@@ -227,10 +245,7 @@ class SqliteStore:
                 " WHERE s.app = stream.app AND s.profile = stream.profile)",
                 (max_items,),
             )
-            conn.execute(
-                "DELETE FROM frames WHERE NOT EXISTS"
-                " (SELECT 1 FROM stream s WHERE s.frame_id = frames.id)"
-            )
+            conn.execute("DELETE FROM frames WHERE id NOT IN (SELECT frame_id FROM stream)")
             conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM s2s_sessions WHERE expires_at < ?", (now,))
 
@@ -306,7 +321,7 @@ class SqliteStore:
                 " WHERE app = ? AND msg_id = ?",
                 (content, now, app, msg_id),
             )
-            holders = _holders(conn, app, msg_id)
+            holders = _profiles(_holders(conn, app, msg_id))
             seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
             return list(zip(holders, seqs, strict=True))
 
@@ -317,8 +332,12 @@ class SqliteStore:
     ) -> list[tuple[str, int]]:
         def write(conn: sqlite3.Connection) -> list[tuple[str, int]]:
             _check_version(conn, app, msg_id, expected_ver)
-            holders = _holders(conn, app, msg_id)
-            conn.execute("DELETE FROM boxes WHERE app = ? AND msg_id = ?", (app, msg_id))
+            held = _holders(conn, app, msg_id)
+            holders = _profiles(held)
+            conn.executemany(
+                "DELETE FROM boxes WHERE app = ? AND profile = ? AND msgbox = ? AND msg_id = ?",
+                [(app, profile, box, msg_id) for profile, box in held],
+            )
             conn.execute("DELETE FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id))
             seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
             return list(zip(holders, seqs, strict=True))
