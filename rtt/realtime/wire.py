@@ -58,3 +58,9 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         # the ASGI task was created but has not started: it will see this key
         self.scope["extensions"][SCOPE_KEY] = DirectWriter(self)  # type: ignore[index]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # the 101 response and its headers are sent: don't keep them for the socket's life
+            self.response = None  # type: ignore[assignment]
