@@ -24,7 +24,6 @@ from rtt.protocol import whole_frame
 
 MAX_IDS = 1000
 LATEST_ATTEMPTS = 10  # times msgVer -1 re-reads the version after a concurrent change won
-BOTH = (SERVER, CLIENT)
 
 
 def _msgbox(data: dict[str, Any]) -> str:

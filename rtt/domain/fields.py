@@ -67,13 +67,6 @@ def boolean(data: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = required(data, name)
-    if not isinstance(value, dict):
-        raise invalid(f"{name} must be an object")
-    return value
-
-
 def is_profile_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
 
