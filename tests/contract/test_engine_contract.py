@@ -262,3 +262,16 @@ async def test_per_recipient_part_is_kept_for_replay(running):
         "operation": "INCOMING",
         "data": {"to": ["b"]},
     }
+
+
+async def test_a_refused_append_leaves_no_trace_and_skips_no_seq(running):
+    """Fails if a write that fails halfway keeps part of itself, or burns a seq (a gap that
+    every client would then try to heal forever)."""
+    message, _, _ = await _send(running, ["a"])
+    frame = whole_frame("messaging", "INCOMING", {})
+    with pytest.raises(Exception):  # noqa: B017 - each engine refuses a duplicate id its own way
+        await running.store.append_message(APP, message, ["a", "b"], None, frame, [b"", b""], [])
+    assert await running.store.latest_seq(APP, "b") == 0
+    assert (await running.store.counts(APP, "b"))["inbox"]["total"] == 0
+    _, _, seqs = await _send(running, ["a", "b"])
+    assert seqs == [2, 1]
