@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from typing import Any
 
@@ -24,9 +23,6 @@ from rtt.protocol import dumps, loads, unsequenced
 from rtt.realtime.session import Session
 from rtt.realtime.wire import SCOPE_KEY
 from rtt.runtime import Node
-
-log = logging.getLogger("rtt.ws")
-
 
 class _Refused(Exception):
     def __init__(self, reason: str, code: int, close: CloseCode) -> None:
