@@ -24,6 +24,7 @@ from rtt.realtime.session import Session
 from rtt.realtime.wire import SCOPE_KEY
 from rtt.runtime import Node
 
+
 class _Refused(Exception):
     def __init__(self, reason: str, code: int, close: CloseCode) -> None:
         super().__init__(reason)
