@@ -59,4 +59,4 @@ def verify(token: object, apps: dict[str, AppConfig]) -> Identity:
     if not isinstance(profile, str) or not profile:
         raise TokenError("invalid subject")
     name = claims.get("name")
-    return Identity(app, profile, name if isinstance(name, str) else None, int(claims["exp"]))
+    return Identity(str(app), profile, name if isinstance(name, str) else None, int(claims["exp"]))

@@ -58,8 +58,8 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
             Reason.INVALID_REQUEST,
             CloseCode.PROTOCOL_ERROR,
         )
-    data = frame.get("data") if isinstance(frame.get("data"), dict) else {}
-    auth = data.get("auth") if isinstance(data.get("auth"), dict) else {}
+    data: dict[str, Any] = frame["data"] if isinstance(frame.get("data"), dict) else {}
+    auth: dict[str, Any] = data["auth"] if isinstance(data.get("auth"), dict) else {}
     token = websocket.query_params.get("token") or auth.get("token")
     try:
         identity = tokens.verify(token, node.settings.apps)

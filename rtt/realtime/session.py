@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from rtt.engines.base import Store
 from rtt.errors import CloseCode
@@ -30,7 +30,7 @@ log = logging.getLogger("rtt.session")
 REPLAY_BATCH = 500
 GAP_GRACE_SECONDS = 0.1
 
-Close = Callable[[int, str], Awaitable[None]]
+Close = Callable[[int, str], Coroutine[Any, Any, None]]
 
 
 class Wire(Protocol):

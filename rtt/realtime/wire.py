@@ -57,7 +57,8 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         # the ASGI task was created but has not started: it will see this key
-        self.scope["extensions"][SCOPE_KEY] = DirectWriter(self)  # type: ignore[index]
+        extensions: dict[str, Any] = self.scope["extensions"]
+        extensions[SCOPE_KEY] = DirectWriter(self)
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -105,7 +105,7 @@ class RedisBroker:
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
             await asyncio.sleep(RECONNECT_DELAY)
 
     async def _subscribe(self, pubsub: PubSub) -> None:

@@ -6,6 +6,7 @@ the same queries in SQL.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 from rtt.domain.messages import BoxEntry, Message
@@ -24,6 +25,10 @@ def _value(item: BoxEntry | Message, field: str) -> Any:
         return message.msg_cr if field == "msgCr" else message.msg_up
     assert isinstance(item, BoxEntry)
     return {"msgbox": item.msgbox, "read": item.read, "mbCr": item.mb_cr, "mbUp": item.mb_up}[field]
+
+
+def _sort_key(item: BoxEntry | Message, field: str) -> Any:
+    return _value(item, field)
 
 
 def _matches(item: BoxEntry | Message, f: Filter) -> bool:
@@ -48,5 +53,5 @@ def run(query: Query, items: list[T]) -> tuple[int, list[T]]:
 
     matching.sort(key=tiebreak)
     for field, direction in reversed(query.sort):
-        matching.sort(key=lambda i, f=field: _value(i, f), reverse=direction < 0)
+        matching.sort(key=functools.partial(_sort_key, field=field), reverse=direction < 0)
     return len(matching), matching[query.offset : query.offset + query.rows]

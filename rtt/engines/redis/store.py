@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -42,7 +42,9 @@ _FIELDS = (
 CHANGE_RETRIES = 5
 
 
-def guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def guarded(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn Redis connection trouble into EngineUnavailable (503 + Retry-After upstream)."""
 
     @functools.wraps(method)
