@@ -41,12 +41,14 @@ async def deliver_message(
 ) -> None:
     """Store a message for `inbox` (and `sent_by`'s sent box), then push it to who is online."""
     offline = await _offline(core, app_id, app, inbox)
-    content = loads(message.content)
-    title, body = message.sender.get("name") or "", preview(content)
-    data = orjson.dumps({"msgId": message.msg_id})
-    pushes = [
-        PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at) for p in offline
-    ]
+    pushes: list[PushEntry] = []
+    if offline:  # the content is parsed again only when a notification needs its text
+        title, body = message.sender.get("name") or "", preview(loads(message.content))
+        data = orjson.dumps({"msgId": message.msg_id})
+        pushes = [
+            PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at)
+            for p in offline
+        ]
     if message.from_id is None:  # each recipient's `to` is itself alone
         frame = slotted_frame("messaging", "INCOMING", fresh_inbox_entry(message, SLOT).item())
         mids = [dumps(p) for p in inbox]
