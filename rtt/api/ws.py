@@ -21,7 +21,7 @@ from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import dumps, loads, unsequenced
 from rtt.realtime.session import Session
-from rtt.realtime.wire import SCOPE_KEY
+from rtt.realtime.wire import SCOPE_KEY, DirectWriter, text_frame
 from rtt.runtime import Node
 
 
@@ -29,10 +29,6 @@ class _Refused(Exception):
     def __init__(self, reason: str, code: int, close: CloseCode) -> None:
         super().__init__(reason)
         self.reason, self.code, self.close = reason, code, close
-
-
-async def _send_text(websocket: WebSocket, frame: bytes) -> None:
-    await websocket.send_text(frame.decode())
 
 
 STALE = -1
@@ -89,16 +85,18 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
 
 async def rtt_socket(node: Node, websocket: WebSocket) -> None:
     """One client connection, from CONNECT to close."""
+    wire: DirectWriter = websocket.scope["extensions"][SCOPE_KEY]
     await websocket.accept()
     try:
         identity, since = await _handshake(node, websocket)
     except _Refused as refused:
         with contextlib.suppress(Exception):
-            await _send_text(
-                websocket,
-                unsequenced(
-                    "rtt", "DISCONNECT", {"reason": refused.reason, "reasonCode": refused.code}
-                ),
+            wire.write(
+                text_frame(
+                    unsequenced(
+                        "rtt", "DISCONNECT", {"reason": refused.reason, "reasonCode": refused.code}
+                    )
+                )
             )
             await websocket.close(refused.close, refused.reason[:100])
         return
@@ -113,7 +111,7 @@ async def rtt_socket(node: Node, websocket: WebSocket) -> None:
         identity.app,
         identity.profile,
         node.engine.store,
-        websocket.scope["extensions"][SCOPE_KEY],
+        wire,
         close,
         node.settings.session_buffer_bytes,
     )
