@@ -4,6 +4,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jwt
@@ -46,53 +47,28 @@ def test_fanout_benchmark_runs_rtt_and_the_socketio_peer_without_loss():
     }
 
 
-def test_rtt_token_prints_a_verifiable_token(tmp_path):
-    """`rtt token` signs with the app's secret from the config file."""
+def _rtt_token(tmp_path: Path, app: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run `rtt token` for profile p9 against the test apps."""
     config = tmp_path / "apps.toml"
     config.write_text(APPS_TOML)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rtt",
-            "token",
-            "--app",
-            "demo",
-            "--profile",
-            "p9",
-            "--ttl",
-            "60",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout.strip()
-    claims = jwt.decode(out, "client-secret-0123456789abcdef0123456789", algorithms=["HS256"])
+    command = [sys.executable, "-m", "rtt", "token", "--app", app, "--profile", "p9"]
+    return subprocess.run(
+        [*command, *extra, "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_rtt_token_prints_a_verifiable_token(tmp_path):
+    """`rtt token` signs with the app's secret from the config file."""
+    result = _rtt_token(tmp_path, "demo", "--ttl", "60")
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(
+        result.stdout.strip(), "client-secret-0123456789abcdef0123456789", algorithms=["HS256"]
+    )
     assert claims["sub"] == "p9" and claims["app"] == "demo"
+    assert 0 < claims["exp"] - time.time() <= 60
 
 
 def test_rtt_token_refuses_unknown_app(tmp_path):
     """A typo in --app must fail loudly, not print a token nobody accepts."""
-    config = tmp_path / "apps.toml"
-    config.write_text(APPS_TOML)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rtt",
-            "token",
-            "--app",
-            "nope",
-            "--profile",
-            "p9",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _rtt_token(tmp_path, "nope")
     assert result.returncode != 0 and "nope" in result.stderr
