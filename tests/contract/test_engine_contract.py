@@ -275,3 +275,51 @@ async def test_a_refused_append_leaves_no_trace_and_skips_no_seq(running):
     assert (await running.store.counts(APP, "b"))["inbox"]["total"] == 0
     _, _, seqs = await _send(running, ["a", "b"])
     assert seqs == [2, 1]
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, clean_redis):
+    """Fails if a restarted node forgets a box entry, a read mark or a delete, loses a
+    profile's stream position, or revives stream items the sweep had dropped (the local
+    engine rebuilds its indexes from the file)."""
+    engine = _build(kind, tmp_path, clean_redis, max_items=2)
+    state = Running(engine)
+    await engine.start(state.fanouts.append, state.on_gap)
+    m1, _, _ = await _send(state, ["a", "b"], sent_by="s")
+    m2, _, _ = await _send(state, ["a", "c"])
+    await _send(state, ["a"])
+    _, last_frame, _ = await _send(state, ["a"])
+    await state.store.mark_read(APP, "a", "inbox", [m1.msg_id], 7)
+    await state.store.delete_entries(APP, "b", "inbox", [m1.msg_id])
+    await state.store.sweep()  # "a" keeps seqs 3-4; m2's frame stays for "c"
+    before = (
+        [await state.store.counts(APP, p) for p in ("a", "b", "c", "s")],
+        await state.store.stream_since(APP, "a", 2, 10),
+    )
+    await engine.close()
+
+    engine = _build(kind, tmp_path, clean_redis, max_items=2)
+    state = Running(engine)
+    await engine.start(state.fanouts.append, state.on_gap)
+    try:
+        after = (
+            [await state.store.counts(APP, p) for p in ("a", "b", "c", "s")],
+            await state.store.stream_since(APP, "a", 2, 10),
+        )
+        assert after == before
+        assert [seq for seq, _ in after[1]] == [3, 4] and after[1][-1][1] == last_frame.render(4)
+        assert await state.store.stream_since(APP, "a", 0, 10) is None
+        [entry] = await state.store.get_entries(APP, "a", "inbox", [m1.msg_id], None)
+        assert entry.read and entry.mb_up == 7
+        assert await state.store.get_entries(APP, "b", "inbox", [m1.msg_id], None) == []
+        assert [e.message.msg_id for e in (await _page(state, "c"))] == [m2.msg_id]
+        _, _, seqs = await _send(state, ["a", "b", "c"])
+        assert seqs == [5, 2, 2]
+    finally:
+        await engine.close()
+
+
+async def _page(r: Running, profile: str) -> list:
+    query = parse_context("box", {"pagination": {"rowsPerPage": 10, "pageNumber": 1}})
+    _, entries = await r.store.page(APP, profile, query)
+    return entries

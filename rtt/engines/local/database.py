@@ -17,31 +17,38 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- one row per send: its recipients are its inbox entries (engines/local/index.py)
 CREATE TABLE IF NOT EXISTS messages(
-  app TEXT NOT NULL, msg_id TEXT NOT NULL, from_id TEXT, sender TEXT NOT NULL,
-  recipients TEXT NOT NULL, sent_at INTEGER NOT NULL, content BLOB NOT NULL,
-  msg_cr INTEGER NOT NULL, msg_up INTEGER NOT NULL, msg_ver INTEGER NOT NULL, reply_to TEXT,
-  PRIMARY KEY(app, msg_id)) WITHOUT ROWID;
+  no INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, msg_id TEXT NOT NULL, from_id TEXT,
+  sent_by TEXT, sender TEXT NOT NULL, recipients TEXT NOT NULL, sent_at INTEGER NOT NULL,
+  content BLOB NOT NULL, msg_cr INTEGER NOT NULL, msg_up INTEGER NOT NULL,
+  msg_ver INTEGER NOT NULL, reply_to TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(app, msg_id);
 CREATE INDEX IF NOT EXISTS messages_cr ON messages(app, msg_cr);
--- keyed for the reader; a message's holders are found from its recipients, so a send writes
--- no secondary index (nor does the stream: the sweep scans it to collect unused frames)
-CREATE TABLE IF NOT EXISTS boxes(
-  app TEXT NOT NULL, profile TEXT NOT NULL, msgbox TEXT NOT NULL, msg_id TEXT NOT NULL,
-  read INTEGER NOT NULL, mb_cr INTEGER NOT NULL, mb_up INTEGER NOT NULL, mb_ver INTEGER NOT NULL,
-  PRIMARY KEY(app, profile, msgbox, msg_id)) WITHOUT ROWID;
+-- a box entry its holder has read or deleted; untouched entries have no row
+CREATE TABLE IF NOT EXISTS box_changes(
+  app TEXT NOT NULL, profile TEXT NOT NULL, msg_no INTEGER NOT NULL, sent INTEGER NOT NULL,
+  read INTEGER NOT NULL, mb_up INTEGER NOT NULL, mb_ver INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  PRIMARY KEY(app, profile, msg_no, sent)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS box_changes_msg ON box_changes(msg_no);
 CREATE TABLE IF NOT EXISTS events(
   app TEXT NOT NULL, profile TEXT NOT NULL, ev_id TEXT NOT NULL, event_type TEXT NOT NULL,
   from_id TEXT, created_at INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY(app, profile, ev_id)) WITHOUT ROWID;
+-- one row per pushed frame: its targets, their seqs (packed int64) and per-target parts;
+-- the sweep drops a frame once no profile's retained stream uses it
 CREATE TABLE IF NOT EXISTS frames(
-  id INTEGER PRIMARY KEY, head BLOB NOT NULL, tail BLOB NOT NULL, created_at REAL NOT NULL);
--- a profile's latest seq is its newest stream row; the sweep always keeps that row
-CREATE TABLE IF NOT EXISTS stream(
-  app TEXT NOT NULL, profile TEXT NOT NULL, seq INTEGER NOT NULL, frame_id INTEGER NOT NULL,
-  mid BLOB NOT NULL,
-  PRIMARY KEY(app, profile, seq)) WITHOUT ROWID;
+  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, head BLOB NOT NULL,
+  tail BLOB NOT NULL, created_at REAL NOT NULL, profiles TEXT NOT NULL, seqs BLOB NOT NULL,
+  mids BLOB NOT NULL);
+-- the first seq each profile's stream still keeps, once the sweep has trimmed it
+CREATE TABLE IF NOT EXISTS stream_starts(
+  app TEXT NOT NULL, profile TEXT NOT NULL, first INTEGER NOT NULL,
+  PRIMARY KEY(app, profile)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS push_outbox(
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, profile TEXT NOT NULL,
   kind TEXT NOT NULL, ref TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
@@ -54,6 +61,18 @@ CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,
   last_packet INTEGER, last_response BLOB);
 """
+
+
+def _check_version(conn: sqlite3.Connection) -> None:
+    """Refuse a file laid out by another version rather than misread it."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if tables and version != SCHEMA_VERSION:
+        conn.close()
+        raise RuntimeError(
+            f"this SQLite file has schema version {version}, this rtt needs {SCHEMA_VERSION}:"
+            " start with a new --database file"
+        )
 
 
 class Database:
@@ -71,7 +90,9 @@ class Database:
         # one node owns its file: no other process may write it (the seq cache relies on it)
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA foreign_keys=OFF")
+        _check_version(conn)
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
 
     async def open(self) -> None:

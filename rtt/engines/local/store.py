@@ -1,10 +1,17 @@
-"""The SQLite Store and PushOutbox: the whole durable state of a single node in one file."""
+"""The SQLite Store and PushOutbox: the whole durable state of a single node in one file.
+
+A send writes one message row and one frame row (its recipients, their seqs and per-recipient
+parts packed in it), never a row per recipient; box entries and stream positions are indexes
+over those rows (index.py). A box entry gets a row of its own only once its recipient changes
+it (reads or deletes it): `box_changes`.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 import uuid
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +22,7 @@ from rtt.domain.paging import Query
 from rtt.domain.push import PushEntry
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
+from rtt.engines.local.index import POSITION_BITS, Boxes, Key, Streams, entry_key, split_ref
 from rtt.protocol import Frame, dumps, loads
 
 T = TypeVar("T")
@@ -23,16 +31,27 @@ _MESSAGE_COLUMNS = (
     "m.msg_id, m.sender, m.recipients, m.sent_at, m.content, m.msg_cr, m.msg_up, m.msg_ver,"
     " m.reply_to"
 )
-_BOX_COLUMNS = "b.msgbox, b.read, b.mb_cr, b.mb_up, b.mb_ver, " + _MESSAGE_COLUMNS
+# A profile's box entries as a table: its entry keys (index.py) come in as one JSON array.
+_ENTRIES = "WITH e(no, sent) AS (SELECT value >> 1, value & 1 FROM json_each(?))"
+_BOX_SOURCE = (
+    " FROM e JOIN messages m ON m.no = e.no LEFT JOIN box_changes c"
+    " ON c.app = m.app AND c.profile = ? AND c.msg_no = e.no AND c.sent = e.sent"
+    " WHERE m.app = ?"
+)
+_MSGBOX = f"(CASE e.sent WHEN 1 THEN '{SENT}' ELSE '{INBOX}' END)"
+_READ = "coalesce(c.read, e.sent)"  # a sent entry is born read
+_MB_UP = "coalesce(c.mb_up, m.msg_cr)"
+_BOX_COLUMNS = f"{_MSGBOX}, {_READ}, m.msg_cr, {_MB_UP}, coalesce(c.mb_ver, 1), {_MESSAGE_COLUMNS}"
 _COLUMN_OF = {
-    "msgbox": "b.msgbox",
-    "read": "b.read",
+    "msgbox": _MSGBOX,
+    "read": _READ,
     "message.from.id": "m.from_id",
-    "mbCr": "b.mb_cr",
-    "mbUp": "b.mb_up",
+    "mbCr": "m.msg_cr",
+    "mbUp": _MB_UP,
     "msgCr": "m.msg_cr",
     "msgUp": "m.msg_up",
 }
+_MID_SEPARATOR = b"\x00"  # never inside a JSON fragment
 
 
 def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
@@ -57,71 +76,6 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SeqCache:
-    """Each profile's latest seq, kept by the database thread so a send reads none of them
-    from disk. What a transaction stages becomes visible only once it commits."""
-
-    def __init__(self, limit: int = 1_000_000) -> None:
-        self._latest: dict[tuple[str, str], int] = {}
-        self._staged: dict[tuple[str, str], int] = {}
-        self._limit = limit
-
-    def latest(self, conn: sqlite3.Connection, app: str, profiles: list[str]) -> dict[str, int]:
-        known, missing = {}, []
-        for p in profiles:
-            seq = self._staged.get((app, p), self._latest.get((app, p)))
-            if seq is None:
-                missing.append(p)
-            else:
-                known[p] = seq
-        for i in range(0, len(missing), 900):
-            chunk = missing[i : i + 900]
-            rows = conn.execute(
-                "SELECT profile, max(seq) FROM stream WHERE app = ?"
-                f" AND profile IN ({_placeholders(len(chunk))}) GROUP BY profile",
-                (app, *chunk),
-            ).fetchall()
-            found = dict(rows)
-            for p in chunk:
-                known[p] = self._latest[(app, p)] = found.get(p, 0)
-        return known
-
-    def stage(self, app: str, profile: str, seq: int) -> None:
-        self._staged[(app, profile)] = seq
-
-    def settle(self, committed: bool) -> None:
-        if committed:
-            if len(self._latest) > self._limit:
-                self._latest.clear()  # cheap amortized bound; misses are read back from disk
-            self._latest.update(self._staged)
-        self._staged.clear()
-
-
-def _append_stream(
-    conn: sqlite3.Connection,
-    seqs_cache: SeqCache,
-    app: str,
-    frame: Frame,
-    targets: list[tuple[str, bytes]],
-) -> list[int]:
-    """One frame row, then one stream row per target with its next seq."""
-    frame_id = conn.execute(
-        "INSERT INTO frames(head, tail, created_at) VALUES (?, ?, ?)",
-        (frame.head, frame.tail, time.time()),
-    ).lastrowid
-    latest = seqs_cache.latest(conn, app, list({p for p, _ in targets}))
-    seqs: list[int] = []
-    for profile, _ in targets:
-        latest[profile] = seq = latest[profile] + 1
-        seqs_cache.stage(app, profile, seq)
-        seqs.append(seq)
-    conn.executemany(
-        "INSERT INTO stream(app, profile, seq, frame_id, mid) VALUES (?,?,?,?,?)",
-        [(app, p, s, frame_id, mid) for (p, mid), s in zip(targets, seqs, strict=True)],
-    )
-    return seqs
-
-
 def _insert_pushes(conn: sqlite3.Connection, app: str, pushes: list[PushEntry]) -> None:
     if pushes:
         conn.executemany(
@@ -132,42 +86,6 @@ def _insert_pushes(conn: sqlite3.Connection, app: str, pushes: list[PushEntry]) 
                 for p in pushes
             ],
         )
-
-
-def _holders(conn: sqlite3.Connection, app: str, msg_id: str) -> list[tuple[str, str]]:
-    """(profile, box) of every entry that still holds the message, found by primary key from
-    its recipients and its sender, so boxes need no index by message."""
-    row = conn.execute(
-        "SELECT recipients, from_id FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id)
-    ).fetchone()
-    if row is None:
-        return []
-    candidates = [(p, INBOX) for p in loads(row[0])]
-    if row[1] is not None:
-        candidates.append((row[1], SENT))
-    held: list[tuple[str, str]] = []
-    for i in range(0, len(candidates), 400):
-        chunk = candidates[i : i + 400]
-        pairs = " OR ".join(["(profile = ? AND msgbox = ?)"] * len(chunk))
-        held += conn.execute(
-            f"SELECT profile, msgbox FROM boxes WHERE app = ? AND msg_id = ? AND ({pairs})",
-            (app, msg_id, *(v for pair in chunk for v in pair)),
-        ).fetchall()
-    return held
-
-
-def _profiles(held: list[tuple[str, str]]) -> list[str]:
-    return sorted({profile for profile, _ in held})
-
-
-def _check_version(conn: sqlite3.Connection, app: str, msg_id: str, expected: int) -> None:
-    row = conn.execute(
-        "SELECT msg_ver FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id)
-    ).fetchone()
-    if row is None:
-        raise MessageNotFound(msg_id)
-    if row[0] != expected:
-        raise VersionMismatch(msg_id)
 
 
 def _where(query: Query, params: list[Any]) -> str:
@@ -199,25 +117,137 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, stream_max_items: int, stream_max_seconds: float) -> None:
         self._db = Database(path)
-        self._seqs = SeqCache()
+        self._boxes = Boxes()
+        self._streams = Streams()
+        self._staged: list[Callable[[], None]] = []  # index changes waiting for the commit
         self._max_items = stream_max_items
         self._max_seconds = stream_max_seconds
         self.epoch = ""
 
+    def _settle(self, committed: bool) -> None:
+        staged, self._staged = self._staged, []
+        if committed:
+            for apply in staged:
+                apply()
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """One transaction; the seqs it staged become the latest only if it commits."""
-        return await self._db.transaction(fn, settled=self._seqs.settle)
+        """One transaction; the index changes it staged apply only if it commits."""
+        return await self._db.transaction(fn, settled=self._settle)
 
     async def start(self) -> None:
         await self._db.open()
 
-        def epoch(conn: sqlite3.Connection) -> str:
+        def start(conn: sqlite3.Connection) -> str:
+            self._load(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', ?)", (uuid.uuid4().hex,)
             )
             return str(conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
 
-        self.epoch = await self._write(epoch)
+        self.epoch = await self._write(start)
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the indexes from the rows: every message's holders, minus deleted entries,
+        and every profile's stream from the frames still kept."""
+        add = self._boxes.add
+        for no, app, recipients, sent_by in conn.execute(
+            "SELECT no, app, recipients, sent_by FROM messages ORDER BY no"
+        ):
+            inbox = entry_key(no, False)
+            for profile in loads(recipients):
+                add((app, profile), inbox)
+            if sent_by is not None:
+                add((app, sent_by), entry_key(no, True))
+        for app, profile, no, sent in conn.execute(
+            "SELECT app, profile, msg_no, sent FROM box_changes WHERE deleted = 1"
+        ):
+            self._boxes.remove((app, profile), entry_key(no, bool(sent)))
+        for app, profile, first in conn.execute("SELECT app, profile, first FROM stream_starts"):
+            self._streams.kept_from[app, profile] = first
+        freed: list[int] = []
+        for frame_id, app, profiles, packed in conn.execute(
+            "SELECT id, app, profiles, seqs FROM frames ORDER BY id"
+        ):
+            self._index_frame(app, frame_id, loads(profiles), _unpack(packed), freed)
+            if frame_id not in self._streams.users:
+                freed.append(frame_id)
+        conn.executemany("DELETE FROM frames WHERE id = ?", [(f,) for f in freed])
+
+    def _index_frame(
+        self, app: str, frame_id: int, profiles: list[str], seqs: list[int], freed: list[int]
+    ) -> None:
+        append, base = self._streams.append, frame_id << POSITION_BITS
+        for position, (profile, seq) in enumerate(zip(profiles, seqs, strict=True)):
+            freed += append((app, profile), seq, base | position)
+
+    def _append_stream(
+        self,
+        conn: sqlite3.Connection,
+        app: str,
+        frame: Frame,
+        profiles: list[str],
+        mids: list[bytes],
+    ) -> list[int]:
+        """One frame row for every (distinct) profile, each at its next seq."""
+        if not profiles:
+            return []
+        latest = self._streams.latest
+        seqs = [latest((app, p)) + 1 for p in profiles]
+        frame_id = conn.execute(
+            "INSERT INTO frames(app, head, tail, created_at, profiles, seqs, mids)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (
+                app,
+                frame.head,
+                frame.tail,
+                time.time(),
+                dumps(profiles),
+                array("q", seqs).tobytes(),
+                _MID_SEPARATOR.join(mids),
+            ),
+        ).lastrowid
+        assert frame_id is not None
+        self._staged.append(lambda: self._index_frame(app, frame_id, profiles, seqs, []))
+        return seqs
+
+    def _held(
+        self, conn: sqlite3.Connection, app: str, profile: str, sent: bool, msg_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """msg_id → (no, message columns…) of the ids that `profile` holds in that box."""
+        key, has = (app, profile), self._boxes.has
+        rows = conn.execute(
+            f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
+            f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
+            (app, *msg_ids),
+        )
+        return {r[1]: r for r in rows if has(key, entry_key(r[0], sent))}
+
+    def _holders(
+        self, conn: sqlite3.Connection, app: str, msg_id: str, expected: int
+    ) -> tuple[int, list[tuple[str, bool]]]:
+        """The message's row number and every (profile, sent) entry still holding it, after
+        a compare-and-set check of its version."""
+        row = conn.execute(
+            "SELECT no, msg_ver, recipients, sent_by FROM messages WHERE app = ? AND msg_id = ?",
+            (app, msg_id),
+        ).fetchone()
+        if row is None:
+            raise MessageNotFound(msg_id)
+        no, version, recipients, sent_by = row
+        if version != expected:
+            raise VersionMismatch(msg_id)
+        candidates = [(p, False) for p in loads(recipients)]
+        if sent_by is not None:
+            candidates.append((sent_by, True))
+        has = self._boxes.has
+        return no, [(p, s) for p, s in candidates if has((app, p), entry_key(no, s))]
+
+    def _stage_removal(self, app: str, entries: list[tuple[str, int]]) -> None:
+        def apply() -> None:
+            for profile, entry in entries:
+                self._boxes.remove((app, profile), entry)
+
+        self._staged.append(apply)
 
     async def check_epoch(self) -> bool:
         """The file is the only copy: its epoch changes only with a new file."""
@@ -234,18 +264,16 @@ class SqliteStore:
 
         def sweep(conn: sqlite3.Connection) -> None:
             # frame ids grow with time: everything before the first young frame is too old
-            conn.execute(
-                "DELETE FROM stream WHERE frame_id < (SELECT coalesce(min(id), 1 << 62)"
-                " FROM frames WHERE created_at >= ?) AND seq < (SELECT max(s.seq) FROM stream s"
-                " WHERE s.app = stream.app AND s.profile = stream.profile)",
-                (cutoff,),
+            young = conn.execute(
+                "SELECT id FROM frames WHERE created_at >= ? ORDER BY id LIMIT 1", (cutoff,)
+            ).fetchone()
+            freed, moved = self._streams.trim(max_items, young[0] if young else 1 << 62)
+            conn.executemany("DELETE FROM frames WHERE id = ?", [(f,) for f in freed])
+            kept_from = self._streams.kept_from
+            conn.executemany(
+                "INSERT OR REPLACE INTO stream_starts VALUES (?, ?, ?)",
+                [(app, profile, kept_from[app, profile]) for app, profile in moved],
             )
-            conn.execute(
-                "DELETE FROM stream WHERE seq <= (SELECT max(s.seq) - ? FROM stream s"
-                " WHERE s.app = stream.app AND s.profile = stream.profile)",
-                (max_items,),
-            )
-            conn.execute("DELETE FROM frames WHERE id NOT IN (SELECT frame_id FROM stream)")
             conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM s2s_sessions WHERE expires_at < ?", (now,))
 
@@ -264,12 +292,14 @@ class SqliteStore:
         m = message
 
         def write(conn: sqlite3.Connection) -> list[int]:
-            conn.execute(
-                "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            no = conn.execute(
+                "INSERT INTO messages(app, msg_id, from_id, sent_by, sender, recipients, sent_at,"
+                " content, msg_cr, msg_up, msg_ver, reply_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     app,
                     m.msg_id,
                     m.from_id,
+                    sent_by,
                     dumps(m.sender).decode(),
                     dumps(m.to).decode(),
                     m.sent_at,
@@ -279,15 +309,21 @@ class SqliteStore:
                     m.msg_ver,
                     m.reply_to,
                 ),
-            )
-            boxes = [(app, p, INBOX, m.msg_id, 0, m.msg_cr, m.msg_cr, 1) for p in inbox]
-            if sent_by is not None:
-                boxes.append((app, sent_by, SENT, m.msg_id, 1, m.msg_cr, m.msg_cr, 1))
-            conn.executemany("INSERT INTO boxes VALUES (?,?,?,?,?,?,?,?)", boxes)
+            ).lastrowid
+            assert no is not None
             _insert_pushes(conn, app, pushes)
-            return _append_stream(conn, self._seqs, app, frame, list(zip(inbox, mids, strict=True)))
+            seqs = self._append_stream(conn, app, frame, inbox, mids)
+            self._staged.append(lambda: self._index_message(app, no, inbox, sent_by))
+            return seqs
 
         return await self._write(write)
+
+    def _index_message(self, app: str, no: int, inbox: list[str], sent_by: str | None) -> None:
+        add, entry = self._boxes.add, entry_key(no, False)
+        for profile in inbox:
+            add((app, profile), entry)
+        if sent_by is not None:
+            add((app, sent_by), entry_key(no, True))
 
     async def append_events(
         self,
@@ -306,8 +342,7 @@ class SqliteStore:
                 ],
             )
             _insert_pushes(conn, app, pushes)
-            targets = [(e.to_id, mid) for e, mid in zip(events, mids, strict=True)]
-            return _append_stream(conn, self._seqs, app, frame, targets)
+            return self._append_stream(conn, app, frame, [e.to_id for e in events], mids)
 
         return await self._write(write)
 
@@ -315,14 +350,13 @@ class SqliteStore:
         self, app: str, msg_id: str, expected_ver: int, content: bytes, now: int, frame: Frame
     ) -> list[tuple[str, int]]:
         def write(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-            _check_version(conn, app, msg_id, expected_ver)
+            no, held = self._holders(conn, app, msg_id, expected_ver)
             conn.execute(
-                "UPDATE messages SET content = ?, msg_up = ?, msg_ver = msg_ver + 1"
-                " WHERE app = ? AND msg_id = ?",
-                (content, now, app, msg_id),
+                "UPDATE messages SET content = ?, msg_up = ?, msg_ver = msg_ver + 1 WHERE no = ?",
+                (content, now, no),
             )
-            holders = _profiles(_holders(conn, app, msg_id))
-            seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
+            holders = sorted({p for p, _ in held})
+            seqs = self._append_stream(conn, app, frame, holders, [b""] * len(holders))
             return list(zip(holders, seqs, strict=True))
 
         return await self._write(write)
@@ -331,15 +365,12 @@ class SqliteStore:
         self, app: str, msg_id: str, expected_ver: int, frame: Frame
     ) -> list[tuple[str, int]]:
         def write(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-            _check_version(conn, app, msg_id, expected_ver)
-            held = _holders(conn, app, msg_id)
-            holders = _profiles(held)
-            conn.executemany(
-                "DELETE FROM boxes WHERE app = ? AND profile = ? AND msgbox = ? AND msg_id = ?",
-                [(app, profile, box, msg_id) for profile, box in held],
-            )
-            conn.execute("DELETE FROM messages WHERE app = ? AND msg_id = ?", (app, msg_id))
-            seqs = _append_stream(conn, self._seqs, app, frame, [(p, b"") for p in holders])
+            no, held = self._holders(conn, app, msg_id, expected_ver)
+            conn.execute("DELETE FROM messages WHERE no = ?", (no,))
+            conn.execute("DELETE FROM box_changes WHERE msg_no = ?", (no,))
+            self._stage_removal(app, [(p, entry_key(no, s)) for p, s in held])
+            holders = sorted({p for p, _ in held})
+            seqs = self._append_stream(conn, app, frame, holders, [b""] * len(holders))
             return list(zip(holders, seqs, strict=True))
 
         return await self._write(write)
@@ -359,18 +390,29 @@ class SqliteStore:
     async def get_entries(
         self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
     ) -> list[BoxEntry]:
+        sent = box == SENT
+
         def read(conn: sqlite3.Connection) -> list[BoxEntry]:
+            held = self._held(conn, app, profile, sent, msg_ids)
+            nos = [r[0] for r in held.values()]
             if mark_read_at is not None:
-                _mark_read(conn, app, profile, box, msg_ids, mark_read_at)
-            rows = conn.execute(
-                f"SELECT {_BOX_COLUMNS} FROM boxes b JOIN messages m"
-                " ON m.app = b.app AND m.msg_id = b.msg_id"
-                " WHERE b.app = ? AND b.profile = ? AND b.msgbox = ?"
-                f" AND b.msg_id IN ({_placeholders(len(msg_ids))})",
-                (app, profile, box, *msg_ids),
-            )
-            found = {r[5]: _entry(profile, r) for r in rows}
-            return [found[i] for i in msg_ids if i in found]
+                _mark_read(conn, app, profile, sent, nos, mark_read_at)
+            changes = {
+                r[0]: r[1:]
+                for r in conn.execute(
+                    "SELECT msg_no, read, mb_up, mb_ver FROM box_changes WHERE app = ?"
+                    f" AND profile = ? AND sent = ? AND msg_no IN ({_placeholders(len(nos))})",
+                    (app, profile, sent, *nos),
+                )
+            }
+            entries = []
+            for msg_id in msg_ids:
+                row = held.get(msg_id)
+                if row is not None:
+                    m = _message(row[1:])
+                    read, mb_up, mb_ver = changes.get(row[0], (sent, m.msg_cr, 1))
+                    entries.append(BoxEntry(profile, box, bool(read), m.msg_cr, mb_up, mb_ver, m))
+            return entries
 
         if mark_read_at is None:
             return await self._db.run(read)
@@ -379,15 +421,28 @@ class SqliteStore:
     async def mark_read(
         self, app: str, profile: str, box: str, msg_ids: list[str], now: int
     ) -> int:
-        return await self._write(lambda conn: _mark_read(conn, app, profile, box, msg_ids, now))
+        sent = box == SENT
+
+        def write(conn: sqlite3.Connection) -> int:
+            nos = [r[0] for r in self._held(conn, app, profile, sent, msg_ids).values()]
+            _mark_read(conn, app, profile, sent, nos, now)
+            return len(nos)
+
+        return await self._write(write)
 
     async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int:
+        sent = box == SENT
+
         def write(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "DELETE FROM boxes WHERE app = ? AND profile = ? AND msgbox = ?"
-                f" AND msg_id IN ({_placeholders(len(msg_ids))})",
-                (app, profile, box, *msg_ids),
-            ).rowcount
+            held = self._held(conn, app, profile, sent, msg_ids).values()
+            conn.executemany(
+                "INSERT INTO box_changes(app, profile, msg_no, sent, read, mb_up, mb_ver,"
+                " deleted) VALUES (?, ?, ?, ?, ?, ?, 1, 1)"
+                " ON CONFLICT DO UPDATE SET deleted = 1",
+                [(app, profile, r[0], sent, sent, r[6]) for r in held],
+            )
+            self._stage_removal(app, [(profile, entry_key(r[0], sent)) for r in held])
+            return len(held)
 
         return await self._write(write)
 
@@ -395,21 +450,18 @@ class SqliteStore:
         self, app: str, profile: str | None, query: Query
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
         def read(conn: sqlite3.Connection) -> tuple[int, list[BoxEntry] | list[Message]]:
-            params: list[Any] = [app]
             if profile is None:
+                params: list[Any] = [app]
                 source = "FROM messages m WHERE m.app = ?"
-                columns, tiebreak = _MESSAGE_COLUMNS, "m.msg_id"
+                columns, tiebreak, head = _MESSAGE_COLUMNS, "m.msg_id", ""
             else:
-                source = (
-                    "FROM boxes b JOIN messages m ON m.app = b.app AND m.msg_id = b.msg_id"
-                    " WHERE b.app = ? AND b.profile = ?"
-                )
-                params.append(profile)
-                columns, tiebreak = _BOX_COLUMNS, "b.msgbox, b.msg_id"
+                params = [self._entries_json(app, profile), profile, app]
+                source = _BOX_SOURCE
+                columns, tiebreak, head = _BOX_COLUMNS, "e.sent, m.msg_id", _ENTRIES
             source += _where(query, params)
-            count = conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]
+            count = conn.execute(f"{head} SELECT count(*) {source}", params).fetchone()[0]
             rows = conn.execute(
-                f"SELECT {columns} {source}{_order(query, tiebreak)} LIMIT ? OFFSET ?",
+                f"{head} SELECT {columns} {source}{_order(query, tiebreak)} LIMIT ? OFFSET ?",
                 (*params, query.rows, query.offset),
             ).fetchall()
             if profile is None:
@@ -418,15 +470,18 @@ class SqliteStore:
 
         return await self._db.run(read)
 
+    def _entries_json(self, app: str, profile: str) -> bytes:
+        return dumps(self._boxes.entries((app, profile)).tolist())
+
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
         def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
             out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
             for box, total, unread in conn.execute(
-                "SELECT msgbox, count(*), sum(read = 0) FROM boxes"
-                " WHERE app = ? AND profile = ? GROUP BY msgbox",
-                (app, profile),
+                f"{_ENTRIES} SELECT {_MSGBOX}, count(*), sum({_READ} = 0){_BOX_SOURCE}"
+                " GROUP BY e.sent",
+                (self._entries_json(app, profile), profile, app),
             ):
-                out[box] = {"total": total, "unread": unread if box == INBOX else 0}
+                out[box] = {"total": total, "unread": unread}
             return out
 
         return await self._db.run(read)
@@ -456,26 +511,31 @@ class SqliteStore:
         self, app: str, profile: str, after: int, limit: int
     ) -> list[tuple[int, bytes]] | None:
         def read(conn: sqlite3.Connection) -> list[tuple[int, bytes]] | None:
+            found = self._streams.since((app, profile), after, limit)
+            if found is None:
+                return None
+            first, refs = found
+            frame_ids = sorted({split_ref(ref)[0] for ref in refs})
             rows = conn.execute(
-                "SELECT s.seq, s.mid, f.head, f.tail FROM stream s JOIN frames f"
-                " ON f.id = s.frame_id WHERE s.app = ? AND s.profile = ? AND s.seq > ?"
-                " ORDER BY s.seq LIMIT ?",
-                (app, profile, after, limit),
-            ).fetchall()
-            latest_seq = self._seqs.latest(conn, app, [profile])[profile]
-            if after > latest_seq:
-                return None  # a cursor from the future: another database or epoch
-            if latest_seq > after and (not rows or rows[0][0] != after + 1):
-                return None  # the items right after the cursor were already dropped
-            return [(seq, Frame(head, tail).render(seq, mid)) for seq, mid, head, tail in rows]
+                "SELECT id, head, tail, mids FROM frames"
+                f" WHERE id IN ({_placeholders(len(frame_ids))})",
+                frame_ids,
+            )
+            frames = {
+                i: (Frame(head, tail), mids.split(_MID_SEPARATOR)) for i, head, tail, mids in rows
+            }
+            items = []
+            for seq, ref in enumerate(refs, first):
+                frame_id, position = split_ref(ref)
+                frame, mids = frames[frame_id]
+                items.append((seq, frame.render(seq, mids[position])))
+            return items
 
         return await self._db.run(read)
 
     async def latest_seq(self, app: str, profile: str) -> int:
-        def read(conn: sqlite3.Connection) -> int:
-            return self._seqs.latest(conn, app, [profile])[profile]
-
-        return await self._db.run(read)
+        key: Key = (app, profile)
+        return await self._db.run(lambda conn: self._streams.latest(key))
 
     async def recall(self, app: str, key: str) -> bytes | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
@@ -533,19 +593,20 @@ class SqliteStore:
         return await self._db.run(read)
 
 
+def _unpack(packed: bytes) -> list[int]:
+    seqs: array[int] = array("q")
+    seqs.frombytes(packed)
+    return seqs.tolist()
+
+
 def _mark_read(
-    conn: sqlite3.Connection, app: str, profile: str, box: str, msg_ids: list[str], now: int
-) -> int:
-    marks = _placeholders(len(msg_ids))
-    conn.execute(
-        "UPDATE boxes SET read = 1, mb_up = ?, mb_ver = mb_ver + 1"
-        f" WHERE app = ? AND profile = ? AND msgbox = ? AND read = 0 AND msg_id IN ({marks})",
-        (now, app, profile, box, *msg_ids),
-    )
-    return int(
-        conn.execute(
-            "SELECT count(*) FROM boxes WHERE app = ? AND profile = ? AND msgbox = ?"
-            f" AND msg_id IN ({marks})",
-            (app, profile, box, *msg_ids),
-        ).fetchone()[0]
-    )
+    conn: sqlite3.Connection, app: str, profile: str, sent: bool, nos: list[int], now: int
+) -> None:
+    """Inbox entries become read (and bump their version); sent entries are born read."""
+    if not sent:
+        conn.executemany(
+            "INSERT INTO box_changes(app, profile, msg_no, sent, read, mb_up, mb_ver, deleted)"
+            " VALUES (?, ?, ?, 0, 1, ?, 2, 0) ON CONFLICT DO UPDATE"
+            " SET read = 1, mb_up = excluded.mb_up, mb_ver = mb_ver + 1 WHERE read = 0",
+            [(app, profile, no, now) for no in nos],
+        )

@@ -1,0 +1,149 @@
+"""The local engine's per-profile indexes, kept in memory and derived from the SQLite file.
+
+A send is stored as one message row and one frame row, whatever its number of recipients: a
+row per recipient would cost a random B-tree insert per delivery (3-8 µs each, more than
+everything else a delivery costs). Who holds which message, and where each profile's stream
+stands, are instead indexes over those rows: 8 bytes per box entry and per retained stream
+item, rebuilt from the file when the node starts. They are touched only on the database
+thread, and a transaction's changes reach them only once it has committed.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
+
+Key = tuple[str, str]  # (app, profile)
+
+POSITION_BITS = 24  # a stream ref is frame id << POSITION_BITS | the target's place in it
+
+
+def entry_key(msg_no: int, sent: bool) -> int:
+    """A box entry: the message's row number, and whether it is the sender's copy."""
+    return msg_no << 1 | sent
+
+
+def stream_ref(frame_id: int, position: int) -> int:
+    return frame_id << POSITION_BITS | position
+
+
+def split_ref(ref: int) -> tuple[int, int]:
+    return ref >> POSITION_BITS, ref & ((1 << POSITION_BITS) - 1)
+
+
+class Boxes:
+    """Each profile's box entries, as sorted entry keys (messages are numbered in send order,
+    so appending keeps them sorted)."""
+
+    def __init__(self) -> None:
+        self._of: dict[Key, array[int]] = {}
+
+    def add(self, key: Key, entry: int) -> None:
+        entries = self._of.get(key)
+        if entries is None:
+            self._of[key] = array("q", (entry,))
+        else:
+            entries.append(entry)
+
+    def has(self, key: Key, entry: int) -> bool:
+        entries = self._of.get(key)
+        if not entries:
+            return False
+        i = bisect_left(entries, entry)
+        return i < len(entries) and entries[i] == entry
+
+    def remove(self, key: Key, entry: int) -> None:
+        entries = self._of.get(key)
+        if entries:
+            i = bisect_left(entries, entry)
+            if i < len(entries) and entries[i] == entry:
+                del entries[i]
+
+    def entries(self, key: Key) -> array[int]:
+        return self._of.get(key) or array("q")
+
+
+class _Stream:
+    __slots__ = ("first", "refs")
+
+    def __init__(self, first: int) -> None:
+        self.first = first  # seq of refs[0]
+        self.refs: array[int] = array("q")
+
+
+class Streams:
+    """Each profile's retained stream items (seqs are gap-free, so a first seq and the frame
+    refs in order say it all), and how many items still point at each frame row.
+
+    A frame row outlives the items trimmed from some of its targets while another still uses
+    it, so the first seq each trimmed profile keeps (`kept_from`) is stored too: rebuilding
+    must not revive what the sweep dropped."""
+
+    def __init__(self) -> None:
+        self._of: dict[Key, _Stream] = {}
+        self.users: dict[int, int] = {}  # frame id -> retained items pointing at it
+        self.kept_from: dict[Key, int] = {}
+
+    def latest(self, key: Key) -> int:
+        stream = self._of.get(key)
+        return 0 if stream is None else stream.first + len(stream.refs) - 1
+
+    def append(self, key: Key, seq: int, ref: int) -> list[int]:
+        """Add the item at `seq`; if it does not follow the last one (older items were dropped
+        while another profile kept their frame), the stream restarts there. Returns the frame
+        ids no item uses any more."""
+        if seq < self.kept_from.get(key, 0):
+            return []
+        stream = self._of.get(key)
+        freed: list[int] = []
+        if stream is None or seq != stream.first + len(stream.refs):
+            if stream is not None:
+                freed = self._release(stream.refs)
+            stream = self._of[key] = _Stream(seq)
+        stream.refs.append(ref)
+        frame_id = ref >> POSITION_BITS
+        self.users[frame_id] = self.users.get(frame_id, 0) + 1
+        return freed
+
+    def since(self, key: Key, after: int, limit: int) -> tuple[int, list[int]] | None:
+        """(seq of the first ref, up to `limit` refs after `after`), or None if the items right
+        after `after` were dropped or `after` is beyond the latest."""
+        stream = self._of.get(key)
+        if stream is None:
+            return None if after > 0 else (1, [])
+        start = after + 1 - stream.first
+        if start < 0 or start > len(stream.refs):
+            return None
+        return after + 1, stream.refs[start : start + limit].tolist()
+
+    def trim(self, max_items: int, first_young_frame: int) -> tuple[list[int], list[Key]]:
+        """Drop items beyond `max_items` per profile and items of frames older than
+        `first_young_frame`, always keeping each profile's newest (its latest seq). Returns
+        the frame ids no item uses any more, and the profiles whose `kept_from` moved."""
+        freed: list[int] = []
+        moved: list[Key] = []
+        for key, stream in self._of.items():
+            refs = stream.refs
+            drop = max(0, len(refs) - max_items)
+            while drop < len(refs) - 1 and refs[drop] >> POSITION_BITS < first_young_frame:
+                drop += 1
+            if drop:
+                freed += self._release(refs[:drop])
+                del refs[:drop]
+                stream.first += drop
+                self.kept_from[key] = stream.first
+                moved.append(key)
+        return freed, moved
+
+    def _release(self, refs: Iterable[int]) -> list[int]:
+        freed = []
+        for ref in refs:
+            frame_id = ref >> POSITION_BITS
+            left = self.users[frame_id] - 1
+            if left:
+                self.users[frame_id] = left
+            else:
+                del self.users[frame_id]
+                freed.append(frame_id)
+        return freed
