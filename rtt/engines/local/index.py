@@ -5,7 +5,8 @@ row per recipient would cost a random B-tree insert per delivery (3-8 µs each, 
 everything else a delivery costs). Who holds which message, and where each profile's stream
 stands, are instead indexes over those rows: 8 bytes per box entry and per retained stream
 item, rebuilt from the file when the node starts. They are touched only on the database
-thread, and a transaction's changes reach them only once it has committed.
+thread, and a transaction's changes reach them only once it has committed. Both are keyed by
+app, then profile, so the per-recipient work of a send is one string-keyed lookup.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 Key = tuple[str, str]  # (app, profile)
 
 POSITION_BITS = 24  # a stream ref is frame id << POSITION_BITS | the target's place in it
+_POSITION_MASK = (1 << POSITION_BITS) - 1
 
 
 def entry_key(msg_no: int, sent: bool) -> int:
@@ -24,12 +26,9 @@ def entry_key(msg_no: int, sent: bool) -> int:
     return msg_no << 1 | sent
 
 
-def stream_ref(frame_id: int, position: int) -> int:
-    return frame_id << POSITION_BITS | position
-
-
 def split_ref(ref: int) -> tuple[int, int]:
-    return ref >> POSITION_BITS, ref & ((1 << POSITION_BITS) - 1)
+    """(frame id, position of the target in that frame) of a stream ref."""
+    return ref >> POSITION_BITS, ref & _POSITION_MASK
 
 
 class Boxes:
@@ -37,31 +36,33 @@ class Boxes:
     so appending keeps them sorted)."""
 
     def __init__(self) -> None:
-        self._of: dict[Key, array[int]] = {}
+        self._of: dict[str, dict[str, array[int]]] = {}
 
-    def add(self, key: Key, entry: int) -> None:
-        entries = self._of.get(key)
-        if entries is None:
-            self._of[key] = array("q", (entry,))
-        else:
-            entries.append(entry)
+    def add(self, app: str, profiles: Iterable[str], entry: int) -> None:
+        of = self._of.setdefault(app, {})
+        for profile in profiles:
+            entries = of.get(profile)
+            if entries is None:
+                of[profile] = array("q", (entry,))
+            else:
+                entries.append(entry)
 
-    def has(self, key: Key, entry: int) -> bool:
-        entries = self._of.get(key)
+    def has(self, app: str, profile: str, entry: int) -> bool:
+        entries = self._of.get(app, {}).get(profile)
         if not entries:
             return False
         i = bisect_left(entries, entry)
         return i < len(entries) and entries[i] == entry
 
-    def remove(self, key: Key, entry: int) -> None:
-        entries = self._of.get(key)
+    def remove(self, app: str, profile: str, entry: int) -> None:
+        entries = self._of.get(app, {}).get(profile)
         if entries:
             i = bisect_left(entries, entry)
             if i < len(entries) and entries[i] == entry:
                 del entries[i]
 
-    def entries(self, key: Key) -> array[int]:
-        return self._of.get(key) or array("q")
+    def entries(self, app: str, profile: str) -> list[int]:
+        return self._of.get(app, {}).get(profile, array("q")).tolist()
 
 
 class _Stream:
@@ -81,35 +82,47 @@ class Streams:
     must not revive what the sweep dropped."""
 
     def __init__(self) -> None:
-        self._of: dict[Key, _Stream] = {}
+        self._of: dict[str, dict[str, _Stream]] = {}
         self.users: dict[int, int] = {}  # frame id -> retained items pointing at it
         self.kept_from: dict[Key, int] = {}
 
-    def latest(self, key: Key) -> int:
-        stream = self._of.get(key)
+    def latest(self, app: str, profile: str) -> int:
+        stream = self._of.get(app, {}).get(profile)
         return 0 if stream is None else stream.first + len(stream.refs) - 1
 
-    def append(self, key: Key, seq: int, ref: int) -> list[int]:
-        """Add the item at `seq`; if it does not follow the last one (older items were dropped
-        while another profile kept their frame), the stream restarts there. Returns the frame
-        ids no item uses any more."""
-        if seq < self.kept_from.get(key, 0):
-            return []
-        stream = self._of.get(key)
-        freed: list[int] = []
-        if stream is None or seq != stream.first + len(stream.refs):
-            if stream is not None:
-                freed = self._release(stream.refs)
-            stream = self._of[key] = _Stream(seq)
-        stream.refs.append(ref)
-        frame_id = ref >> POSITION_BITS
-        self.users[frame_id] = self.users.get(frame_id, 0) + 1
+    def next_seqs(self, app: str, profiles: list[str]) -> list[int]:
+        """The seq each (distinct) profile's next item gets."""
+        of = self._of.get(app, {})
+        seqs = []
+        for profile in profiles:
+            stream = of.get(profile)
+            seqs.append(1 if stream is None else stream.first + len(stream.refs))
+        return seqs
+
+    def add_frame(self, app: str, frame_id: int, profiles: list[str], seqs: list[int]) -> list[int]:
+        """Index one frame row: each target's item at its seq. An item that does not follow
+        its profile's last one restarts that stream (older items were dropped while another
+        profile kept their frame). Returns the frame ids no item uses any more."""
+        of = self._of.setdefault(app, {})
+        base, used, freed = frame_id << POSITION_BITS, 0, []
+        for position, (profile, seq) in enumerate(zip(profiles, seqs, strict=True)):
+            stream = of.get(profile)
+            if stream is None or seq != stream.first + len(stream.refs):
+                if seq < self.kept_from.get((app, profile), 0):
+                    continue
+                if stream is not None:
+                    freed += self._release(stream.refs)
+                stream = of[profile] = _Stream(seq)
+            stream.refs.append(base | position)
+            used += 1
+        if used:
+            self.users[frame_id] = used
         return freed
 
-    def since(self, key: Key, after: int, limit: int) -> tuple[int, list[int]] | None:
+    def since(self, app: str, profile: str, after: int, limit: int) -> tuple[int, list[int]] | None:
         """(seq of the first ref, up to `limit` refs after `after`), or None if the items right
         after `after` were dropped or `after` is beyond the latest."""
-        stream = self._of.get(key)
+        stream = self._of.get(app, {}).get(profile)
         if stream is None:
             return None if after > 0 else (1, [])
         start = after + 1 - stream.first
@@ -123,17 +136,18 @@ class Streams:
         the frame ids no item uses any more, and the profiles whose `kept_from` moved."""
         freed: list[int] = []
         moved: list[Key] = []
-        for key, stream in self._of.items():
-            refs = stream.refs
-            drop = max(0, len(refs) - max_items)
-            while drop < len(refs) - 1 and refs[drop] >> POSITION_BITS < first_young_frame:
-                drop += 1
-            if drop:
-                freed += self._release(refs[:drop])
-                del refs[:drop]
-                stream.first += drop
-                self.kept_from[key] = stream.first
-                moved.append(key)
+        for app, streams in self._of.items():
+            for profile, stream in streams.items():
+                refs = stream.refs
+                drop = max(0, len(refs) - max_items)
+                while drop < len(refs) - 1 and refs[drop] >> POSITION_BITS < first_young_frame:
+                    drop += 1
+                if drop:
+                    freed += self._release(refs[:drop])
+                    del refs[:drop]
+                    stream.first += drop
+                    self.kept_from[app, profile] = stream.first
+                    moved.append((app, profile))
         return freed, moved
 
     def _release(self, refs: Iterable[int]) -> list[int]:

@@ -22,7 +22,7 @@ from rtt.domain.paging import Query
 from rtt.domain.push import PushEntry
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
-from rtt.engines.local.index import POSITION_BITS, Boxes, Key, Streams, entry_key, split_ref
+from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
 from rtt.protocol import Frame, dumps, loads
 
 T = TypeVar("T")
@@ -119,7 +119,7 @@ class SqliteStore:
         self._db = Database(path)
         self._boxes = Boxes()
         self._streams = Streams()
-        self._staged: list[Callable[[], None]] = []  # index changes waiting for the commit
+        self._staged: list[Callable[[], object]] = []  # index changes waiting for the commit
         self._max_items = stream_max_items
         self._max_seconds = stream_max_seconds
         self.epoch = ""
@@ -149,36 +149,24 @@ class SqliteStore:
     def _load(self, conn: sqlite3.Connection) -> None:
         """Rebuild the indexes from the rows: every message's holders, minus deleted entries,
         and every profile's stream from the frames still kept."""
-        add = self._boxes.add
         for no, app, recipients, sent_by in conn.execute(
             "SELECT no, app, recipients, sent_by FROM messages ORDER BY no"
         ):
-            inbox = entry_key(no, False)
-            for profile in loads(recipients):
-                add((app, profile), inbox)
-            if sent_by is not None:
-                add((app, sent_by), entry_key(no, True))
+            self._index_message(app, no, loads(recipients), sent_by)
         for app, profile, no, sent in conn.execute(
             "SELECT app, profile, msg_no, sent FROM box_changes WHERE deleted = 1"
         ):
-            self._boxes.remove((app, profile), entry_key(no, bool(sent)))
+            self._boxes.remove(app, profile, entry_key(no, bool(sent)))
         for app, profile, first in conn.execute("SELECT app, profile, first FROM stream_starts"):
             self._streams.kept_from[app, profile] = first
         freed: list[int] = []
         for frame_id, app, profiles, packed in conn.execute(
             "SELECT id, app, profiles, seqs FROM frames ORDER BY id"
         ):
-            self._index_frame(app, frame_id, loads(profiles), _unpack(packed), freed)
+            freed += self._streams.add_frame(app, frame_id, loads(profiles), _unpack(packed))
             if frame_id not in self._streams.users:
                 freed.append(frame_id)
         conn.executemany("DELETE FROM frames WHERE id = ?", [(f,) for f in freed])
-
-    def _index_frame(
-        self, app: str, frame_id: int, profiles: list[str], seqs: list[int], freed: list[int]
-    ) -> None:
-        append, base = self._streams.append, frame_id << POSITION_BITS
-        for position, (profile, seq) in enumerate(zip(profiles, seqs, strict=True)):
-            freed += append((app, profile), seq, base | position)
 
     def _append_stream(
         self,
@@ -191,8 +179,7 @@ class SqliteStore:
         """One frame row for every (distinct) profile, each at its next seq."""
         if not profiles:
             return []
-        latest = self._streams.latest
-        seqs = [latest((app, p)) + 1 for p in profiles]
+        seqs = self._streams.next_seqs(app, profiles)
         frame_id = conn.execute(
             "INSERT INTO frames(app, head, tail, created_at, profiles, seqs, mids)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -207,20 +194,20 @@ class SqliteStore:
             ),
         ).lastrowid
         assert frame_id is not None
-        self._staged.append(lambda: self._index_frame(app, frame_id, profiles, seqs, []))
+        self._staged.append(lambda: self._streams.add_frame(app, frame_id, profiles, seqs))
         return seqs
 
     def _held(
         self, conn: sqlite3.Connection, app: str, profile: str, sent: bool, msg_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
         """msg_id → (no, message columns…) of the ids that `profile` holds in that box."""
-        key, has = (app, profile), self._boxes.has
+        has = self._boxes.has
         rows = conn.execute(
             f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
             f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
             (app, *msg_ids),
         )
-        return {r[1]: r for r in rows if has(key, entry_key(r[0], sent))}
+        return {r[1]: r for r in rows if has(app, profile, entry_key(r[0], sent))}
 
     def _holders(
         self, conn: sqlite3.Connection, app: str, msg_id: str, expected: int
@@ -240,12 +227,12 @@ class SqliteStore:
         if sent_by is not None:
             candidates.append((sent_by, True))
         has = self._boxes.has
-        return no, [(p, s) for p, s in candidates if has((app, p), entry_key(no, s))]
+        return no, [(p, s) for p, s in candidates if has(app, p, entry_key(no, s))]
 
     def _stage_removal(self, app: str, entries: list[tuple[str, int]]) -> None:
         def apply() -> None:
             for profile, entry in entries:
-                self._boxes.remove((app, profile), entry)
+                self._boxes.remove(app, profile, entry)
 
         self._staged.append(apply)
 
@@ -319,11 +306,9 @@ class SqliteStore:
         return await self._write(write)
 
     def _index_message(self, app: str, no: int, inbox: list[str], sent_by: str | None) -> None:
-        add, entry = self._boxes.add, entry_key(no, False)
-        for profile in inbox:
-            add((app, profile), entry)
+        self._boxes.add(app, inbox, entry_key(no, False))
         if sent_by is not None:
-            add((app, sent_by), entry_key(no, True))
+            self._boxes.add(app, [sent_by], entry_key(no, True))
 
     async def append_events(
         self,
@@ -471,7 +456,7 @@ class SqliteStore:
         return await self._db.run(read)
 
     def _entries_json(self, app: str, profile: str) -> bytes:
-        return dumps(self._boxes.entries((app, profile)).tolist())
+        return dumps(self._boxes.entries(app, profile))
 
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
         def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
@@ -511,7 +496,7 @@ class SqliteStore:
         self, app: str, profile: str, after: int, limit: int
     ) -> list[tuple[int, bytes]] | None:
         def read(conn: sqlite3.Connection) -> list[tuple[int, bytes]] | None:
-            found = self._streams.since((app, profile), after, limit)
+            found = self._streams.since(app, profile, after, limit)
             if found is None:
                 return None
             first, refs = found
@@ -534,8 +519,7 @@ class SqliteStore:
         return await self._db.run(read)
 
     async def latest_seq(self, app: str, profile: str) -> int:
-        key: Key = (app, profile)
-        return await self._db.run(lambda conn: self._streams.latest(key))
+        return await self._db.run(lambda conn: self._streams.latest(app, profile))
 
     async def recall(self, app: str, key: str) -> bytes | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
