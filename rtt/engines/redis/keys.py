@@ -10,8 +10,14 @@ FANOUT_CHANNEL = "rtt:fanout"
 NODES = "rtt:nodes"
 
 
+def profile_prefix(app: str) -> str:
+    """What every profile key of `app` starts with; the append scripts derive a recipient's
+    keys from it as `prefix .. profile .. "}:seq"` (and `:stream`, `:box`, `:events`)."""
+    return f"{{p:{app}:"
+
+
 def profile(app: str, profile_id: str) -> str:
-    return f"{{p:{app}:{profile_id}}}"
+    return f"{profile_prefix(app)}{profile_id}}}"
 
 
 def seq(app: str, profile_id: str) -> str:

@@ -76,6 +76,11 @@ def _message(msg_id: str, values: list[Any]) -> Message | None:
     )
 
 
+def _strings(parts: list[bytes]) -> bytes:
+    """UTF-8 parts as one JSON array of strings, for a script to decode in one call."""
+    return dumps([part.decode() for part in parts])
+
+
 def _push_args(pushes: list[PushEntry]) -> list[Any]:
     return [
         v for p in pushes for v in (p.profile, p.kind, p.ref, p.title, p.body, p.data, p.created_at)
@@ -154,16 +159,14 @@ class RedisStore:
             keys.outbox(app),
             keys.WRITES,
         ]
-        for p in inbox:
-            script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
         if sent_by is not None:
             script_keys.append(keys.box(app, sent_by))
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            len(inbox), len(pushes),
-            *(v for pair in zip(inbox, mids, strict=True) for v in pair), *_push_args(pushes),
+            keys.profile_prefix(app), dumps(inbox), _strings(mids), len(pushes),
+            *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_message(keys=script_keys, args=args)
         self._saw(int(result[0]))
@@ -180,17 +183,13 @@ class RedisStore:
     ) -> list[int]:
         fid = uuid.uuid4().hex
         script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
-        per_event: list[Any] = []
-        for e, mid in zip(events, mids, strict=True):
-            script_keys += [
-                keys.seq(app, e.to_id),
-                keys.stream(app, e.to_id),
-                keys.events(app, e.to_id),
-            ]
-            per_event += [e.ev_id, mid, dumps(e.item())]
+        recipients = [
+            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode())
+            for e, mid in zip(events, mids, strict=True)
+        ]
         args: list[Any] = [
             fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
-            len(events), len(pushes), *per_event, *_push_args(pushes),
+            keys.profile_prefix(app), dumps(recipients), len(pushes), *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_events(keys=script_keys, args=args)
         self._saw(int(result[0]))

@@ -1,19 +1,21 @@
 -- Store one message, its box entries, a stream item per recipient and push entries, atomically.
 -- KEYS[1] message hash      KEYS[2] holders set     KEYS[3] app message index (zset by msgCr)
 -- KEYS[4] frame hash        KEYS[5] push outbox stream   KEYS[6] writes counter
--- KEYS[7 ..] per recipient: seq counter, stream zset, box hash (3 keys each, n recipients)
--- KEYS[last] (when ARGV[12] == "1") the sender's box hash
+-- KEYS[7] (when ARGV[12] == "1") the sender's box hash
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
--- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] n recipients  ARGV[16] n pushes
--- ARGV[17 ..] 2 fields per recipient: profile id, mid (its part of the frame); then 7 per push:
---             profile, kind, ref, title, body, data, created_at
+-- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] profile key prefix (keys.py)
+-- ARGV[16] recipients (json array)  ARGV[17] their mids, aligned (json array of strings)
+-- ARGV[18] n pushes  ARGV[19 ..] 7 per push: profile, kind, ref, title, body, data, created_at
+-- Each recipient's keys are derived here (prefix .. profile .. "}:seq" etc., as keys.py names
+-- them): a send is a handful of arguments, not five per recipient.
 -- Returns {writes, seq_1 .. seq_n}
-local n, pushes = tonumber(ARGV[15]), tonumber(ARGV[16])
+local pushes = tonumber(ARGV[18])
 local has_sender = ARGV[12] == "1"
-local expected_keys = 6 + 3 * n + (has_sender and 1 or 0)
-if #KEYS ~= expected_keys or #ARGV ~= 16 + 2 * n + 7 * pushes then
+local profiles, mids = cjson.decode(ARGV[16]), cjson.decode(ARGV[17])
+local n = #profiles
+if #KEYS ~= 6 + (has_sender and 1 or 0) or #ARGV ~= 18 + 7 * pushes or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
@@ -31,24 +33,25 @@ redis.call("PEXPIRE", KEYS[4], ARGV[11])
 local max_items = tonumber(ARGV[14])
 local entry = "[0," .. cr .. "," .. cr .. ",1]"
 local result = {0}
+local prefix = ARGV[15]
 for i = 1, n do
-  local base = 6 + 3 * (i - 1)
-  local seq = redis.call("INCR", KEYS[base + 1])
-  redis.call("ZADD", KEYS[base + 2], seq, seq .. ":" .. fid .. ":" .. ARGV[16 + 2 * i])
-  redis.call("ZREMRANGEBYRANK", KEYS[base + 2], 0, -(max_items + 1))
-  redis.call("HSET", KEYS[base + 3], "inbox:" .. msg_id, entry)
-  redis.call("SADD", KEYS[2], "inbox|" .. ARGV[15 + 2 * i])
+  local key = prefix .. profiles[i] .. "}"
+  local seq = redis.call("INCR", key .. ":seq")
+  redis.call("ZADD", key .. ":stream", seq, seq .. ":" .. fid .. ":" .. mids[i])
+  redis.call("ZREMRANGEBYRANK", key .. ":stream", 0, -(max_items + 1))
+  redis.call("HSET", key .. ":box", "inbox:" .. msg_id, entry)
+  redis.call("SADD", KEYS[2], "inbox|" .. profiles[i])
   result[i + 1] = seq
 end
 if has_sender then
-  redis.call("HSET", KEYS[#KEYS], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
+  redis.call("HSET", KEYS[7], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
 end
-local p = 16 + 2 * n
+local p = 18
 for i = 0, pushes - 1 do
   local o = p + 7 * i
   redis.call("XADD", KEYS[5], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
