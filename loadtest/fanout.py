@@ -21,6 +21,11 @@ RSS per idle socket, connects/s, and how busy the generator was (near 1.0 means 
 not the server, limited deliveries/s). With both targets, `ratio` divides them so that every
 ratio above 1 is rtt ahead. One JSON object on stdout, a table on stderr. Bounded: at most
 10,000 sockets, 1,000 recipients and 100,000 sends, and HARD_LIMIT_SECONDS per target.
+
+The generator is one process on uvloop, cheap per frame so that it can keep up with the server:
+sockets are raw RFC 6455 clients (loadtest/wsclient.py) with no task per socket, frames are
+counted from their bytes (loadtest/counting.py), and only a few tasks connect the sockets,
+many at a time (rtt's tokens are minted before the clock starts).
 """
 
 from __future__ import annotations
@@ -36,24 +41,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import httpx
-import jwt
 import orjson
 import redis
-import websockets
+import uvloop
 
-from loadtest.node import APP, SECRET, SERVER_SECRET, Node, ServerProcess, affinity, pin, rtt_node
-
-if TYPE_CHECKING:
-    from loadtest.peers.socketio_server import PeerProcess
+from loadtest.counting import CountingSocket, Tally
+from loadtest.node import affinity, pin, rtt_node
+from loadtest.targets import PeerTarget, RttTarget, Target
+from loadtest.wsclient import close_all, connect
 
 HARD_LIMIT_SECONDS = 300  # per target
 TICKS = os.sysconf("SC_CLK_TCK")
-CONNECT_BATCH = 200
+CONNECTS_IN_FLIGHT = 200
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,142 +74,6 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-@dataclass
-class Receiver:
-    """One socket's view: what arrived, in which order, how late."""
-
-    profile: str
-    last_seq: int = 0
-    received: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-
-    def account(self, frame: dict[str, Any], now: int) -> None:
-        """Count one pushed frame (`{"seq": n, "data": {"message": {"content": {"t": ns}}}}`)."""
-        seq = frame.get("seq")
-        if seq is None:
-            return
-        if seq <= self.last_seq:
-            self.duplicates += 1
-            return
-        self.gaps += seq - self.last_seq - 1
-        self.last_seq = seq
-        self.received += 1
-        self.latencies_ms.append((now - frame["data"]["message"]["content"]["t"]) / 1e6)
-
-
-# -- targets: how to connect, receive and send; everything else is shared -----------------------
-
-
-class RttTarget:
-    """rtt nodes: JWT + CONNECT on /rtt, frames as sent, sends via S2S `SYS_SEND_MESSAGE`."""
-
-    name = "rtt"
-
-    def __init__(self, nodes: list[Node], engine: str) -> None:
-        self.nodes = nodes
-        self.engine = engine
-        self.heartbeat_seconds = 30.0
-
-    @property
-    def servers(self) -> list[ServerProcess]:
-        return list(self.nodes)
-
-    @property
-    def bases(self) -> list[str]:
-        return [n.http for n in self.nodes]
-
-    async def connect(self, i: int, profile: str, timeout: float) -> websockets.ClientConnection:
-        node = self.nodes[i % len(self.nodes)]
-        token = jwt.encode({"sub": profile, "app": APP, "exp": int(time.time()) + 3600}, SECRET)
-        ws = await websockets.connect(
-            f"{node.ws}?token={token}", max_size=2**22, compression=None, open_timeout=timeout
-        )
-        await ws.send('{"service":"rtt","operation":"CONNECT","data":{}}')
-        reply = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
-        self.heartbeat_seconds = float(reply["data"]["heartbeatSeconds"])
-        return ws
-
-    async def receive(self, ws: websockets.ClientConnection, r: Receiver) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in ws:
-                r.account(orjson.loads(raw), time.time_ns())
-
-    async def keepalive(self, sockets: list[websockets.ClientConnection]) -> None:
-        """rtt closes a socket silent for twice heartbeatSeconds: heartbeat like a client would."""
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            for ws in sockets:
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    await ws.send('{"service":"rtt","operation":"HEARTBEAT","data":{}}')
-
-    def request(self, recipients: list[str]) -> tuple[str, bytes]:
-        return "/s2sdispatcher", orjson.dumps(
-            {
-                "appId": APP, "serverName": "backend", "serverSecret": SERVER_SECRET,
-                "service": "messaging", "operation": "SYS_SEND_MESSAGE",
-                "data": {"toProfileIds": recipients, "contentJson": {"t": time.time_ns()},
-                         "fromJson": {"id": None, "name": "bench"}},
-            }
-        )  # fmt: skip
-
-
-class PeerTarget:
-    """The python-socketio peer, spoken to as Engine.IO v4 over plain `websockets`.
-
-    Server `0{...}` opens, client `40{"profile":...}` connects the namespace with auth, server
-    `40{"sid":...}` confirms; events arrive as `42["message",{...}]`; server ping `2`, pong `3`.
-    """
-
-    name = "peer"
-    engine = "socketio+redis"
-
-    def __init__(self, peer: PeerProcess) -> None:
-        self.peer = peer
-
-    @property
-    def servers(self) -> list[ServerProcess]:
-        return [self.peer]
-
-    @property
-    def bases(self) -> list[str]:
-        return [self.peer.http]
-
-    async def connect(self, i: int, profile: str, timeout: float) -> websockets.ClientConnection:
-        ws = await websockets.connect(
-            self.peer.ws, max_size=2**22, compression=None, open_timeout=timeout
-        )
-        opened = await asyncio.wait_for(ws.recv(), timeout)
-        if not str(opened).startswith("0{"):
-            raise RuntimeError(f"expected an Engine.IO open packet, got {opened!r:.100}")
-        await ws.send("40" + orjson.dumps({"profile": profile}).decode())
-        reply = await asyncio.wait_for(ws.recv(), timeout)
-        if not str(reply).startswith("40"):
-            raise RuntimeError(f"namespace connect refused: {reply!r:.200}")
-        return ws
-
-    async def receive(self, ws: websockets.ClientConnection, r: Receiver) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in ws:
-                now = time.time_ns()
-                if raw == "2":
-                    await ws.send("3")
-                elif raw[:2] == "42":
-                    event, frame = orjson.loads(raw[2:])[:2]
-                    if event == "message":
-                        r.account(frame, now)
-
-    async def keepalive(self, sockets: list[websockets.ClientConnection]) -> None:
-        """Engine.IO keeps itself alive: the server pings, `receive` answers."""
-
-    def request(self, recipients: list[str]) -> tuple[str, bytes]:
-        return "/send", orjson.dumps({"to": recipients, "content": {"t": time.time_ns()}})
-
-
-Target = RttTarget | PeerTarget
-
-
 # -- the generator ------------------------------------------------------------------------------
 
 
@@ -220,33 +87,37 @@ def commandstats(r: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in r.info("commandstats").items()}
 
 
+async def connect_all(sockets: Sequence[CountingSocket], timeout: float) -> None:
+    """Connect every socket, CONNECTS_IN_FLIGHT at a time (a few tasks, none per socket)."""
+    pending = iter(sockets)
+
+    async def worker() -> None:
+        for s in pending:
+            async with asyncio.timeout(timeout):
+                await connect(s)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(CONNECTS_IN_FLIGHT, len(sockets))):
+            group.create_task(worker())
+
+
 async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) -> dict[str, Any]:
     """Connect, measure idle RSS, send, wait for every delivery (bounded), measure."""
     profiles = [f"bench-{i}" for i in range(args.sockets)]
     recipients = profiles[: args.recipients]
     pids = [s.pid for s in target.servers]
     rss_before = sum(rss_bytes(p) for p in pids)
+    tally = Tally()
+    sockets = target.sockets(profiles, tally)  # tokens are minted here, before the clock starts
 
     started = time.perf_counter()
-    sockets: list[websockets.ClientConnection] = []
     try:
-        for batch in range(0, len(profiles), CONNECT_BATCH):
-            sockets += await asyncio.gather(
-                *(
-                    target.connect(i, p, args.timeout)
-                    for i, p in enumerate(profiles[batch : batch + CONNECT_BATCH], start=batch)
-                )
-            )
+        await connect_all(sockets, args.timeout)
         connect_seconds = time.perf_counter() - started
         await asyncio.sleep(0.5)
         rss_idle = sum(rss_bytes(p) for p in pids)
 
-        receivers = [Receiver(p) for p in profiles]
-        tasks = [
-            asyncio.create_task(target.receive(ws, r))
-            for ws, r in zip(sockets, receivers, strict=True)
-        ]
-        tasks.append(asyncio.create_task(target.keepalive(sockets)))
+        keepalive = asyncio.create_task(target.keepalive(sockets))
         clients = [httpx.AsyncClient(base_url=b, timeout=args.timeout) for b in target.bases]
         try:
             before = commandstats(db) if db else {}
@@ -280,7 +151,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
                 await asyncio.gather(*(bounded(i) for i in range(args.messages)))
                 sent = args.messages
             deadline = time.perf_counter() + args.timeout + 10
-            while sum(r.received for r in receivers) < expected and time.perf_counter() < deadline:
+            while tally.received < expected and time.perf_counter() < deadline:
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - send_started
             cpu_used = sum(cpu_seconds(p) for p in pids) - cpu_before
@@ -288,22 +159,17 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
             redis_cpu = redis_cpu_seconds(db) - redis_cpu_before if db else 0.0
             after = commandstats(db) if db else {}
         finally:
-            for t in tasks:
-                t.cancel()
+            keepalive.cancel()
             for c in clients:
                 await c.aclose()
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        await close_all(sockets, args.timeout)
+    failures = [s.failure for s in sockets if s.failure]
+    if failures:
+        raise RuntimeError(f"{len(failures)} sockets saw the server break RFC 6455: {failures[0]}")
 
-    delivered = sum(r.received for r in receivers)
-    latencies = sorted(x for r in receivers for x in r.latencies_ms)
-
-    def pct(p: float) -> float:
-        return (
-            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
-            if latencies
-            else 0.0
-        )
+    delivered = tally.received
+    p50, p90, p99 = tally.percentiles_ms(0.5, 0.9, 0.99)
 
     def per_delivery(seconds: float) -> float | None:
         return round(seconds * 1e6 / delivered, 2) if delivered else None
@@ -317,12 +183,12 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         "mode": f"rate {args.rate}/s" if args.rate else f"saturation x{args.concurrency}",
         "deliveries": delivered,
         "deliveries_per_s": round(delivered / elapsed) if elapsed else 0,
-        "p50_ms": pct(0.5),
-        "p90_ms": pct(0.9),
-        "p99_ms": pct(0.99),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
         "lost": expected - delivered,
-        "gaps": sum(r.gaps for r in receivers),
-        "duplicates": sum(r.duplicates for r in receivers),
+        "gaps": tally.gaps,
+        "duplicates": tally.duplicates,
         "server_cpu_us_per_delivery": per_delivery(cpu_used),
         "redis_cpu_us_per_delivery": per_delivery(redis_cpu) if db else None,
         "total_cpu_us_per_delivery": per_delivery(cpu_used + redis_cpu),
@@ -418,7 +284,7 @@ def phase(
         db = stack.enter_context(redis.Redis.from_url(redis_url)) if redis_url else None
         if db:
             db.ping()  # connect (and say HELLO) before anything is counted
-        result = asyncio.run(asyncio.wait_for(run(target, args, db), HARD_LIMIT_SECONDS))
+        result = uvloop.run(asyncio.wait_for(run(target, args, db), HARD_LIMIT_SECONDS))
         package = "rtt" if name == "rtt" else "python-socketio"
         result["server"] = f"{package} {importlib.metadata.version(package)}"
         if cpus:

@@ -116,10 +116,8 @@ class PeerProcess(ServerProcess):
             *("--port", str(self.port), "--redis-url", self.redis_url, "--log-level", "warning"),
         ]
 
-    @property
-    def ws(self) -> str:
-        """Engine.IO v4 straight over WebSocket: no polling handshake, no upgrade."""
-        return f"ws://{self.host}:{self.port}/socket.io/?EIO=4&transport=websocket"
+    # Engine.IO v4 straight over WebSocket: no polling handshake, no upgrade
+    ws_path = "/socket.io/?EIO=4&transport=websocket"
 
 
 def socketio_peer(
