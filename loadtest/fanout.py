@@ -24,8 +24,9 @@ ratio above 1 is rtt ahead. One JSON object on stdout, a table on stderr. Bounde
 
 The generator is one process on uvloop, cheap per frame so that it can keep up with the server:
 sockets are raw RFC 6455 clients (loadtest/wsclient.py) with no task per socket, frames are
-counted from their bytes (loadtest/counting.py), and only a few tasks connect the sockets,
-many at a time (rtt's tokens are minted before the clock starts).
+counted from their bytes (loadtest/counting.py), sends go over keep-alive HTTP/1.1
+(loadtest/httpclient.py), and only a few tasks connect the sockets, many at a time (rtt's
+tokens are minted before the clock starts).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import orjson
 import redis
 import uvloop
 
 from loadtest.counting import CountingSocket, Tally
+from loadtest.httpclient import HttpClient
 from loadtest.node import affinity, pin, rtt_node
 from loadtest.targets import PeerTarget, RttTarget, Target
 from loadtest.wsclient import close_all, connect
@@ -118,7 +119,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         rss_idle = sum(rss_bytes(p) for p in pids)
 
         keepalive = asyncio.create_task(target.keepalive(sockets))
-        clients = [httpx.AsyncClient(base_url=b, timeout=args.timeout) for b in target.bases]
+        clients = [HttpClient(s.host, s.port, args.timeout) for s in target.servers]
         try:
             before = commandstats(db) if db else {}
             redis_cpu_before = redis_cpu_seconds(db) if db else 0.0
@@ -129,9 +130,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
             sent = 0
 
             async def send_one(i: int) -> None:
-                path, body = target.request(recipients)
-                response = await clients[i % len(clients)].post(path, content=body)
-                response.raise_for_status()
+                await clients[i % len(clients)].post(*target.request(recipients))
 
             if args.rate:
                 in_flight = []
@@ -161,7 +160,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         finally:
             keepalive.cancel()
             for c in clients:
-                await c.aclose()
+                c.close()
     finally:
         await close_all(sockets, args.timeout)
     failures = [s.failure for s in sockets if s.failure]

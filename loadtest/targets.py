@@ -71,10 +71,6 @@ class RttTarget:
     def servers(self) -> list[ServerProcess]:
         return list(self.nodes)
 
-    @property
-    def bases(self) -> list[str]:
-        return [n.http for n in self.nodes]
-
     def sockets(self, profiles: list[str], tally: Tally) -> list[RttSocket]:
         """One unconnected socket per profile, spread over the nodes, each with its token."""
         nodes = itertools.cycle(self.nodes)
@@ -140,10 +136,6 @@ class PeerTarget:
     @property
     def servers(self) -> list[ServerProcess]:
         return [self.peer]
-
-    @property
-    def bases(self) -> list[str]:
-        return [self.peer.http]
 
     def sockets(self, profiles: list[str], tally: Tally) -> list[PeerSocket]:
         peer = self.peer
