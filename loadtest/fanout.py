@@ -17,16 +17,18 @@ redis-server) on the first CPU and this generator on the second, and says so in 
 
 Per target: deliveries/s, publish→receive latency (the send's `t` in the content), loss and
 duplicates (by seq), server CPU µs per delivery (from /proc; Redis's own CPU from INFO, apart),
-RSS per idle socket, connects/s, and how busy the generator was (near 1.0 means the generator,
-not the server, limited deliveries/s). With both targets, `ratio` divides them so that every
-ratio above 1 is rtt ahead. One JSON object on stdout, a table on stderr. Bounded: at most
-10,000 sockets, 1,000 recipients and 100,000 sends, and HARD_LIMIT_SECONDS per target.
+RSS per idle socket, authenticated connects/s (connect + login reply; tokens are minted before),
+and how busy the generator and the server were while sending and while connecting.
+`generator_bound` says when the generator was the limit (GENERATOR_BOUND busy or more): then
+deliveries/s or connects/s is the generator's number, not the server's. With both targets,
+`ratio` divides them so that every ratio above 1 is rtt ahead. One JSON object on stdout, a
+table on stderr. Bounded: at most 10,000 sockets, 1,000 recipients and 100,000 sends, and
+HARD_LIMIT_SECONDS per target.
 
 The generator is one process on uvloop, cheap per frame so that it can keep up with the server:
 sockets are raw RFC 6455 clients (loadtest/wsclient.py) with no task per socket, frames are
 counted from their bytes (loadtest/counting.py), sends go over keep-alive HTTP/1.1
-(loadtest/httpclient.py), and only a few tasks connect the sockets, many at a time (rtt's
-tokens are minted before the clock starts).
+(loadtest/httpclient.py), and only a few tasks connect the sockets, many at a time.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from loadtest.wsclient import close_all, connect
 HARD_LIMIT_SECONDS = 300  # per target
 TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTS_IN_FLIGHT = 200
+GENERATOR_BOUND = 0.9  # generator CPU busy from which its own limit shows in the numbers
 
 
 def cpu_seconds(pid: int) -> float:
@@ -112,9 +115,15 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
     sockets = target.sockets(profiles, tally)  # tokens are minted here, before the clock starts
 
     started = time.perf_counter()
+    cpu_before = sum(cpu_seconds(p) for p in pids)
+    own_cpu_before = time.process_time()
     try:
         await connect_all(sockets, args.timeout)
         connect_seconds = time.perf_counter() - started
+        connects_cpu_busy = {
+            "server": round((sum(cpu_seconds(p) for p in pids) - cpu_before) / connect_seconds, 2),
+            "generator": round((time.process_time() - own_cpu_before) / connect_seconds, 2),
+        }
         await asyncio.sleep(0.5)
         rss_idle = sum(rss_bytes(p) for p in pids)
 
@@ -169,6 +178,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
 
     delivered = tally.received
     p50, p90, p99 = tally.percentiles_ms(0.5, 0.9, 0.99)
+    busiest = max(own_cpu / elapsed if elapsed else 0.0, connects_cpu_busy["generator"])
 
     def per_delivery(seconds: float) -> float | None:
         return round(seconds * 1e6 / delivered, 2) if delivered else None
@@ -193,8 +203,11 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         "total_cpu_us_per_delivery": per_delivery(cpu_used + redis_cpu),
         "server_cpu_busy": round(cpu_used / elapsed, 2) if elapsed else None,
         "generator_cpu_busy": round(own_cpu / elapsed, 2) if elapsed else None,
+        "generator_cpu_us_per_delivery": per_delivery(own_cpu),
+        "generator_bound": busiest >= GENERATOR_BOUND,
         "rss_per_idle_socket_kib": round((rss_idle - rss_before) / args.sockets / 1024, 1),
         "connects_per_s": round(args.sockets / connect_seconds),
+        "connects_cpu_busy": connects_cpu_busy,
     }
     if db:
         calls = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
