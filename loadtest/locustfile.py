@@ -32,7 +32,7 @@ from locust import HttpUser, User, between, task
 try:
     from loadtest.node import APP, SECRET, SERVER_SECRET
 except ImportError:  # locust puts this file's directory on sys.path, not the repository's
-    from node import APP, SECRET, SERVER_SECRET  # type: ignore[no-redef]
+    from node import APP, SECRET, SERVER_SECRET  # type: ignore[no-redef,import-not-found]
 
 RTT_APP = os.environ.get("RTT_APP", APP)
 RTT_SERVER = os.environ.get("RTT_SERVER", "backend")
@@ -101,7 +101,9 @@ class SocketUser(User):
         self._report("rtt/CONNECT", (time.perf_counter() - started) * 1000, len(str(reply)))
         self.reader = gevent.spawn(self._read)
 
-    def _report(self, name: str, ms: float, length: int, exception: Exception | None = None):
+    def _report(
+        self, name: str, ms: float, length: int, exception: Exception | None = None
+    ) -> None:
         self.environment.events.request.fire(
             request_type="WS",
             name=name,

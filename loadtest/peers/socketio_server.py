@@ -55,7 +55,6 @@ def create_app(redis_url: str) -> Any:
     )
     seqs: defaultdict[str, int] = defaultdict(int)
 
-    @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         profile = auth.get("profile") if isinstance(auth, dict) else None
         if not profile:
@@ -63,6 +62,8 @@ def create_app(redis_url: str) -> Any:
         if not isinstance(profile, str) or not profile:
             raise socketio.exceptions.ConnectionRefusedError("auth.profile is required")
         await sio.enter_room(sid, profile)
+
+    sio.on("connect", connect)
 
     async def send(request: Request) -> Response:
         try:
