@@ -238,11 +238,14 @@ class RttSocket:
                 },
             )
         )
-        # without `since`, go live exactly after the seq the CONNECT reply announced: reading
-        # the latest position again could skip items committed in between
         if since == STALE:
             session.send_now(unsequenced("rtt", "RESYNC", {"seq": latest}))
-        await session.resume(latest if since in (None, STALE) else since)
+        # without `since`, go live exactly after the seq the CONNECT reply announced: reading
+        # the latest position again could skip items committed in between
+        if since is None or since == STALE:
+            session.start(latest)
+        else:
+            await session.resume(since)
 
     async def _answer(self, session: Session, caller: Caller, frame: dict[str, Any]) -> None:
         session.send_now(await _reply(self._node, caller, frame))

@@ -124,6 +124,16 @@ class Session:
         self.last_seq = since
         await self._catch_up()
 
+    def start(self, latest: int) -> None:
+        """Go live right after `latest`, the profile's position read after the hub knew this
+        session: every later item is published after that read, so it is in `pending` or on
+        its way, and nothing needs reading back (a gap still heals as usual)."""
+        self.last_seq = latest
+        if self._drain_pending():
+            self._live = True
+        else:
+            self._start_healing()
+
     def heal(self) -> None:
         """Frames may have been lost upstream: read back whatever follows `last_seq`."""
         self._start_healing()
