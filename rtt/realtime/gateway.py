@@ -37,6 +37,8 @@ _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 class RttGatewayProtocol(asyncio.Protocol):
     """One `/rtt` connection, from the upgrade request to the TCP close."""
 
+    _transport: asyncio.Transport  # uvicorn calls connection_made right after __init__
+
     __slots__ = (
         "_buffer",
         "_close_timer",
@@ -63,7 +65,6 @@ class RttGatewayProtocol(asyncio.Protocol):
         self._limit = max(app.limits.max_frame_bytes for app in node.settings.apps.values())
         self._limit += HEADROOM
         self._server_state = server_state
-        self._transport: asyncio.Transport | None = None
         self._state = _HANDSHAKE
         self._buffer: bytearray | None = None  # bytes received but not yet parsed
         self._message: bytearray | None = None  # a fragmented message being assembled
@@ -76,7 +77,7 @@ class RttGatewayProtocol(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = cast(asyncio.Transport, transport)  # set before any other call
         self._server_state.connections.add(self)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
@@ -133,8 +134,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         """uvicorn is stopping: close with 1012 and don't wait for the peer's answer."""
         if self._state == _OPEN:
             self.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
-        if self._transport is not None:
-            self._transport.close()
+        self._transport.close()
 
     # --- what the connection above uses (the session's Wire) ---------------------------------
 
@@ -142,7 +142,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         """Write one whole frame; returns the bytes the transport still holds for this peer."""
         if self._state != _OPEN:
             return 0
-        transport = cast(asyncio.Transport, self._transport)
+        transport = self._transport
         transport.write(frame)
         return transport.get_write_buffer_size()
 
@@ -158,7 +158,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         CLOSE_TIMEOUT to answer before the connection is cut."""
         if self._state != _OPEN:
             return
-        transport = cast(asyncio.Transport, self._transport)
+        transport = self._transport
         transport.write(frames.close_frame(code, reason))
         self._state = _CLOSING
         loop = asyncio.get_running_loop()
@@ -167,11 +167,11 @@ class RttGatewayProtocol(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         """Stop reading the peer (its own TCP window then slows it down)."""
-        if self._transport is not None and self._state != _CLOSED:
+        if self._state != _CLOSED:
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._transport is not None and self._state != _CLOSED:
+        if self._state != _CLOSED:
             self._transport.resume_reading()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -186,7 +186,7 @@ class RttGatewayProtocol(asyncio.Protocol):
     def _handshake(self, data: bytes) -> None:
         request = self._buffer + data if self._buffer is not None else data
         head_end = request.find(b"\r\n\r\n")
-        transport = cast(asyncio.Transport, self._transport)
+        transport = self._transport
         if head_end < 0:
             if len(request) > handshake.MAX_REQUEST_BYTES:
                 self._state = _CLOSED
@@ -214,7 +214,7 @@ class RttGatewayProtocol(asyncio.Protocol):
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode == frames.PING:
             if self._state == _OPEN:
-                cast(asyncio.Transport, self._transport).write(frames.pong_frame(payload))
+                self._transport.write(frames.pong_frame(payload))
             return
         if opcode == frames.PONG:
             return
@@ -250,7 +250,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         self._socket.received(payload, opcode == frames.TEXT)
 
     def _closed_by_peer(self, payload: bytes) -> None:
-        transport = cast(asyncio.Transport, self._transport)
+        transport = self._transport
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
             transport.write(frames.close_reply(payload))
             self._state = _CLOSING
@@ -262,7 +262,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         if self._state == _OPEN:
             self.close(code, reason)
         self._buffer = self._message = None
-        cast(asyncio.Transport, self._transport).close()
+        self._transport.close()
 
     def _end(self) -> None:
         socket, self._socket = self._socket, None
