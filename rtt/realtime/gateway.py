@@ -31,6 +31,7 @@ CLOSE_TIMEOUT = 3.0  # how long a closing socket waits for the peer before the T
 HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
 SHUTDOWN_CODE, SHUTDOWN_REASON = 1012, "server restarting"
 
+# _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 
 
@@ -250,17 +251,17 @@ class RttGatewayProtocol(asyncio.Protocol):
         self._socket.received(payload, opcode == frames.TEXT)
 
     def _closed_by_peer(self, payload: bytes) -> None:
-        transport = self._transport
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
-            transport.write(frames.close_reply(payload))
-            self._state = _CLOSING
+            self._transport.write(frames.close_reply(payload))
             self._end()
-        transport.close()
+        self._state = _CLOSED
+        self._transport.close()
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): say why if we still may, then cut it."""
         if self._state == _OPEN:
             self.close(code, reason)
+        self._state = _CLOSED
         self._buffer = self._message = None
         self._transport.close()
 
