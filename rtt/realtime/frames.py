@@ -34,31 +34,32 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
-def _frame(first: bytes, payload: bytes) -> bytes:
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked text frame around a UTF-8 payload (the fan-out's hot path)."""
     n = len(payload)
     if n < 126:
-        return b"%b%c%b" % (first, n, payload)
+        return b"\x81%c%b" % (n, payload)
     if n < 65536:
-        return b"%b\x7e%b%b" % (first, n.to_bytes(2, "big"), payload)
-    return b"%b\x7f%b%b" % (first, n.to_bytes(8, "big"), payload)
+        return b"\x81\x7e%b%b" % (n.to_bytes(2, "big"), payload)
+    return b"\x81\x7f%b%b" % (n.to_bytes(8, "big"), payload)
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unfragmented, unmasked text frame around a UTF-8 payload."""
-    return _frame(b"\x81", payload)
+def _control(first: bytes, payload: bytes) -> bytes:
+    """A control frame: never fragmented, at most 125 payload bytes (RFC 6455 §5.5)."""
+    return b"%b%c%b" % (first, len(payload), payload)
 
 
 def pong_frame(payload: bytes) -> bytes:
     """The answer to a ping: the same application data (RFC 6455 §5.5.3)."""
-    return _frame(b"\x8a", payload)
+    return _control(b"\x8a", payload)
 
 
 def close_frame(code: int | None, reason: str = "") -> bytes:
     """A close frame; no code means an empty body. The reason is cut to fit 125 bytes."""
     if code is None:
-        return _frame(b"\x88", b"")
+        return _control(b"\x88", b"")
     body = reason.encode()[:123].decode(errors="ignore").encode()  # never split a character
-    return _frame(b"\x88", code.to_bytes(2, "big") + body)
+    return _control(b"\x88", code.to_bytes(2, "big") + body)
 
 
 def parse(
