@@ -80,15 +80,15 @@ def parse(
     if opcode not in _DATA and opcode not in _CONTROL:
         raise ProtocolError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
     length = second & 0x7F
-    header = 6
+    header = 6  # with the 4-byte mask
     if length == 126:
         header = 8
-        if available < header:
+        if available < 4:
             return None
         length = int.from_bytes(buffer[start + 2 : start + 4], "big")
     elif length == 127:
         header = 14
-        if available < header:
+        if available < 10:
             return None
         length = int.from_bytes(buffer[start + 2 : start + 10], "big")
     if opcode in _CONTROL and (length > 125 or not fin):
