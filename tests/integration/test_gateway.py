@@ -22,6 +22,25 @@ TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 HARD_CAP = 262144 + 64 * 1024  # the largest app limit (demo's default) plus the gateway's headroom
 
 
+def masked_frame(
+    payload: bytes, opcode: int = TEXT, *, fin: bool = True, mask: bool = True, rsv: int = 0
+) -> bytes:
+    """A client frame, masked unless told otherwise."""
+    n = len(payload)
+    first = bytes([(0x80 if fin else 0) | rsv | opcode])
+    if n < 126:
+        length = bytes([n | (0x80 if mask else 0)])
+    elif n < 65536:
+        length = bytes([126 | (0x80 if mask else 0)]) + n.to_bytes(2, "big")
+    else:
+        length = bytes([127 | (0x80 if mask else 0)]) + n.to_bytes(8, "big")
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        length += key
+    return first + length + payload
+
+
 class Raw:
     """A WebSocket client written by hand, so it can break the protocol on purpose."""
 
@@ -31,19 +50,7 @@ class Raw:
     def send(
         self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0
     ) -> None:
-        n = len(payload)
-        first = bytes([(0x80 if fin else 0) | rsv | opcode])
-        if n < 126:
-            length = bytes([n | (0x80 if mask else 0)])
-        elif n < 65536:
-            length = bytes([126 | (0x80 if mask else 0)]) + n.to_bytes(2, "big")
-        else:
-            length = bytes([127 | (0x80 if mask else 0)]) + n.to_bytes(8, "big")
-        if mask:
-            key = os.urandom(4)
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-            length += key
-        self.writer.write(first + length + payload)
+        self.writer.write(masked_frame(payload, opcode, fin=fin, mask=mask, rsv=rsv))
 
     def request(self, request_id: int, **fields: object) -> bytes:
         body = {"service": "messaging", "operation": "GET_MESSAGE_BOXES", "data": {}, **fields}
@@ -278,6 +285,19 @@ async def test_binary_before_connect_is_refused(server):
         disconnect = await raw.recv_json()
         assert disconnect["operation"] == "DISCONNECT", disconnect
         assert await raw.closed_with() == 4000
+
+
+async def test_long_pipeline_is_answered_in_order(server):
+    """Fails if a pipeline longer than the backlog (reading pauses, then resumes) loses a
+    request or answers out of order."""
+    async with raw_socket(server) as raw:
+        count = 200
+        raw.writer.write(b"".join(masked_frame(raw.request(i)) for i in range(count)))
+        replies = [await raw.recv_json() for _ in range(count)]
+        assert [r["requestId"] for r in replies] == list(range(count))
+        assert {r["status"] for r in replies} == {200, 429}  # 20/s: most are rate limited
+        raw.send(PING, b"still reading")
+        assert await raw.recv() == (PONG, b"still reading")
 
 
 # --- what an idle socket costs, and shutdown -------------------------------------------------
