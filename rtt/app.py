@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from rtt.api.health import healthz, readyz
 from rtt.api.s2s import s2s_dispatcher
-from rtt.api.ws import rtt_socket
 from rtt.core import operations
 from rtt.core.node import Core
 from rtt.engines.base import Engine
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
+from rtt.realtime.gateway import NODE_KEY, RttGatewayProtocol
 from rtt.realtime.hub import Hub
 from rtt.runtime import Node
 from rtt.settings import Settings
@@ -69,34 +69,18 @@ async def _watch_epoch(node: Node) -> None:
             log.warning("epoch check failed: %s", e)
 
 
-class RttApp:
-    """The ASGI entry point. `/rtt` sockets go straight to their handler: a long-lived socket
-    should not carry Starlette's middleware stack (its frames, its memory) for hours. Everything
-    else, lifespan included, is the Starlette app."""
-
-    def __init__(self, http: Starlette, node: Node) -> None:
-        self.http = http
-        self.node = node
-        self.state = http.state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/rtt":
-            await rtt_socket(self.node, WebSocket(scope, receive, send))
-        else:
-            await self.http(scope, receive, send)
-
-
-def create_app(settings: Settings, *, engine: Engine | None = None) -> RttApp:
+def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
+    """The HTTP app; its lifespan starts the engine and hands the Node to the /rtt gateway."""
     engine = engine or build_engine(settings)
     hub = Hub(engine.presence)
     node = Node(settings, engine, hub, Core(settings, engine))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await engine.start(hub.dispatch, hub.heal_all)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
         try:
-            yield
+            yield {NODE_KEY: node}  # uvicorn passes lifespan state to RttGatewayProtocol
         finally:
             await asyncio.gather(*(stop_task(task) for task in tasks))
             await engine.close()
@@ -110,4 +94,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> RttApp:
         lifespan=lifespan,
     )
     app.state.node = node
-    return RttApp(app, node)
+    return app
+
+
+def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
+    """How every rtt node runs under uvicorn (`rtt serve` and the tests alike): HTTP on
+    Starlette, WebSocket upgrades to the /rtt gateway. `log_options` are uvicorn's
+    log_config and log_level."""
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws=RttGatewayProtocol,
+        lifespan="on",
+        access_log=False,
+        **log_options,
+    )

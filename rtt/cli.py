@@ -8,9 +8,8 @@ import sys
 import uvicorn
 
 from rtt import tokens
-from rtt.app import create_app
+from rtt.app import server_config
 from rtt.logs import log_config
-from rtt.realtime.wire import DirectWebSocketProtocol
 from rtt.settings import Settings, settings_from
 
 
@@ -39,18 +38,7 @@ def serve(args: argparse.Namespace) -> None:
     )
     if settings.generated_secrets:
         _print_demo(settings)
-    max_frame = max(app.limits.max_frame_bytes for app in settings.apps.values())
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws=DirectWebSocketProtocol,
-        ws_max_size=max_frame,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        log_config=log_config(args.log_level),
-        access_log=False,
-    )
+    uvicorn.Server(server_config(settings, log_config=log_config(args.log_level))).run()
 
 
 def token(args: argparse.Namespace) -> None:

@@ -1,17 +1,23 @@
-"""`GET /rtt`: the brainCloud-style RTT socket (API.md §4).
+"""`GET /rtt`: the brainCloud-style RTT socket (API.md §4), above the WebSocket frames.
 
 CONNECT authenticates with a JWT, then the socket carries pushed stream frames one way and
 request/response pairs (`requestId`) the other. A socket silent for twice heartbeatSeconds closes.
+
+The gateway (rtt/realtime/gateway.py) calls `RttSocket.received` with each whole message, in a
+callback. What needs no await (heartbeats, refusals, malformed frames, rate limits) is answered
+there and then. What does (CONNECT, a request) runs in a task, one at a time per socket: messages
+that arrive meanwhile wait in a backlog, so replies keep request order. An idle socket has no
+task, only a timer that checks for silence once per silence period.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
-from typing import Any
-
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from rtt import tokens
 from rtt.core.registry import Caller, dispatch
@@ -20,9 +26,27 @@ from rtt.domain.ratelimit import TokenBucket
 from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import dumps, loads, unsequenced
-from rtt.realtime.session import Session
-from rtt.realtime.wire import SCOPE_KEY, DirectWriter, text_frame
+from rtt.realtime.frames import text_frame
+from rtt.realtime.session import Session, Wire
 from rtt.runtime import Node
+
+log = logging.getLogger("rtt.socket")
+
+STALE = -1
+BACKLOG_LIMIT = 64  # messages waiting behind a busy socket before the gateway stops reading
+INTERNAL_ERROR = 1011
+
+Work = Coroutine[Any, Any, None]
+
+
+class Gateway(Wire, Protocol):
+    """What a socket needs of its connection besides the session's Wire."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def spawn(self, work: Work) -> asyncio.Task[None]: ...
 
 
 class _Refused(Exception):
@@ -31,19 +55,20 @@ class _Refused(Exception):
         self.reason, self.code, self.close = reason, code, close
 
 
-STALE = -1
+def _expected_connect() -> _Refused:
+    return _Refused("expected rtt/CONNECT", Reason.INVALID_REQUEST, CloseCode.PROTOCOL_ERROR)
 
 
-async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity, int | None]:
-    """Wait for CONNECT; return who connected and the `since` cursor, or raise _Refused."""
+def _check_connect(
+    node: Node, payload: bytes | None, query_token: str | None
+) -> tuple[tokens.Identity, int | None]:
+    """The first message must be a valid CONNECT: return (identity, since), or raise _Refused."""
     try:
-        async with asyncio.timeout(node.settings.heartbeat_seconds * 2):
-            text = await websocket.receive_text()
-        frame = loads(text)
-    except (TimeoutError, ValueError, KeyError) as e:
-        raise _Refused(
-            "expected rtt/CONNECT", Reason.INVALID_REQUEST, CloseCode.PROTOCOL_ERROR
-        ) from e
+        frame = loads(payload) if payload is not None else None
+    except ValueError:
+        frame = None
+    if frame is None:
+        raise _expected_connect()
     if (
         not isinstance(frame, dict)
         or frame.get("service") != "rtt"
@@ -56,9 +81,8 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
         )
     data: dict[str, Any] = frame["data"] if isinstance(frame.get("data"), dict) else {}
     auth: dict[str, Any] = data["auth"] if isinstance(data.get("auth"), dict) else {}
-    token = websocket.query_params.get("token") or auth.get("token")
     try:
-        identity = tokens.verify(token, node.settings.apps)
+        identity = tokens.verify(query_token or auth.get("token"), node.settings.apps)
     except tokens.TokenError as e:
         raise _Refused(str(e), Reason.BAD_AUTH, CloseCode.AUTH_FAILED) from e
     if data.get("appId") not in (None, identity.app) or data.get("profileId") not in (
@@ -83,41 +107,125 @@ async def _handshake(node: Node, websocket: WebSocket) -> tuple[tokens.Identity,
     return identity, since
 
 
-async def rtt_socket(node: Node, websocket: WebSocket) -> None:
-    """One client connection, from CONNECT to close."""
-    wire: DirectWriter = websocket.scope["extensions"][SCOPE_KEY]
-    await websocket.accept()
-    try:
-        identity, since = await _handshake(node, websocket)
-    except _Refused as refused:
-        with contextlib.suppress(Exception):
-            wire.write(
-                text_frame(
-                    unsequenced(
-                        "rtt", "DISCONNECT", {"reason": refused.reason, "reasonCode": refused.code}
-                    )
-                )
-            )
-            await websocket.close(refused.close, refused.reason[:100])
-        return
-    except WebSocketDisconnect:
-        return
+class RttSocket:
+    """One client connection, from the first message to the close."""
 
-    async def close(code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await websocket.close(code, reason)
-
-    session = Session(
-        identity.app,
-        identity.profile,
-        node.engine.store,
-        wire,
-        close,
-        node.settings.session_buffer_bytes,
+    __slots__ = (
+        "_backlog",
+        "_bucket",
+        "_caller",
+        "_closed",
+        "_gateway",
+        "_last_seen",
+        "_node",
+        "_session",
+        "_timer",
+        "_token",
+        "_work",
     )
-    try:
+
+    def __init__(self, node: Node, gateway: Gateway, query_token: str | None) -> None:
+        self._node = node
+        self._gateway = gateway
+        self._token = query_token  # until CONNECT
+        self._session: Session | None = None
+        self._caller: Caller | None = None
+        self._bucket: TokenBucket | None = None
+        self._backlog: deque[tuple[bytes, bool]] | None = None
+        self._work: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last_seen = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            self._silence_limit(), self._check_silence
+        )
+
+    # --- from the gateway --------------------------------------------------------------------
+
+    def received(self, payload: bytes, text: bool) -> None:
+        """A whole message from the client: answered now, or after the one in progress."""
+        self._last_seen = time.monotonic()
+        if self._work is None:
+            work = self._handle(payload, text)
+            if work is not None:
+                self._work = self._gateway.spawn(self._run(work))
+            return
+        if self._backlog is None:
+            self._backlog = deque()
+        self._backlog.append((payload, text))
+        if len(self._backlog) == BACKLOG_LIMIT:
+            self._gateway.pause_reading()
+
+    def closed(self) -> None:
+        """The socket is closing: stop the stream; leave the hub once in-flight work is done."""
+        self._closed = True
+        self._backlog = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._session is not None:
+            self._gateway.spawn(self._leave(self._session, self._work))
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def _handle(self, payload: bytes, text: bool) -> Work | None:
+        """Answer what can be answered now; return the work that needs awaiting, if any."""
+        if self._session is None:
+            return self._connect(payload if text else None)
+        assert self._caller is not None and self._bucket is not None
+        if not text:
+            self._session.send_now(_error_reply({}, invalid("frames must be JSON text")))
+            return None
+        if len(payload) > self._caller.app.limits.max_frame_bytes:
+            too_large = RttError(400, Reason.TOO_LARGE, "frame larger than max_frame_bytes")
+            self._session.send_now(_error_reply({}, too_large))
+            return None
+        try:
+            frame = loads(payload)
+        except ValueError:
+            self._session.send_now(_error_reply({}, invalid("frame is not JSON")))
+            return None
+        if not isinstance(frame, dict):
+            self._session.send_now(_error_reply({}, invalid("frame must be a JSON object")))
+            return None
+        if frame.get("service") == "rtt":
+            operation = frame.get("operation")
+            if operation == "HEARTBEAT":
+                self._session.send_now(unsequenced("rtt", "HEARTBEAT", None))
+                return None
+            if operation == "DISCONNECT":
+                self._gateway.close(CloseCode.NORMAL, "client disconnect")
+                return None
+        if not self._bucket.take(time.monotonic()):
+            limited = RttError(429, Reason.RATE_LIMITED, "too many requests")
+            self._session.send_now(_error_reply(frame, limited))
+            return None
+        return self._answer(self._session, self._caller, frame)
+
+    def _connect(self, payload: bytes | None) -> Work | None:
+        node = self._node
+        try:
+            identity, since = _check_connect(node, payload, self._token)
+        except _Refused as refused:
+            self._refuse(refused.reason, refused.code, refused.close)
+            return None
+        self._token = None
+        app = node.settings.apps[identity.app]
+        self._caller = Caller(identity.app, app, identity.profile, identity.name)
+        self._bucket = TokenBucket(app.limits.client_requests_per_second, time.monotonic())
+        # the session exists before any await, so a close from here on always leaves the hub
+        self._session = Session(
+            identity.app,
+            identity.profile,
+            node.engine.store,
+            self._gateway,
+            node.settings.session_buffer_bytes,
+        )
+        return self._go_live(self._session, since)
+
+    async def _go_live(self, session: Session, since: int | None) -> None:
+        node = self._node
         await node.hub.join(session)
-        latest = await node.engine.store.latest_seq(identity.app, identity.profile)
+        latest = await node.engine.store.latest_seq(session.app, session.profile)
         session.send_now(
             unsequenced(
                 "rtt",
@@ -130,80 +238,74 @@ async def rtt_socket(node: Node, websocket: WebSocket) -> None:
                 },
             )
         )
-        # without `since`, go live exactly after the seq the CONNECT reply announced: reading
-        # the latest position again could skip items committed in between
         if since == STALE:
             session.send_now(unsequenced("rtt", "RESYNC", {"seq": latest}))
-        await session.resume(latest if since in (None, STALE) else since)
-        await _serve(node, websocket, session, identity)
-    except EngineUnavailable:
-        await close(CloseCode.TRY_AGAIN_LATER, "storage unavailable: retry shortly")
-    finally:
-        await node.hub.leave(session)
+        # without `since`, go live exactly after the seq the CONNECT reply announced: reading
+        # the latest position again could skip items committed in between
+        if since is None or since == STALE:
+            session.start(latest)
+        else:
+            await session.resume(since)
+
+    async def _answer(self, session: Session, caller: Caller, frame: dict[str, Any]) -> None:
+        session.send_now(await _reply(self._node, caller, frame))
+
+    async def _run(self, work: Work | None) -> None:
+        """Await `work`, then every backlogged message in order, until the backlog is empty."""
+        try:
+            while work is not None:
+                await work
+                work = None
+                while work is None and self._backlog and not self._closed:
+                    backlog = self._backlog
+                    payload, text = backlog.popleft()
+                    if len(backlog) == BACKLOG_LIMIT - 1:
+                        self._gateway.resume_reading()
+                    work = self._handle(payload, text)
+        except EngineUnavailable:
+            self._gateway.close(CloseCode.TRY_AGAIN_LATER, "storage unavailable: retry shortly")
+        except Exception:
+            log.exception("socket failed")
+            self._gateway.close(INTERNAL_ERROR, "internal error")
+        finally:
+            self._work = None
+            if work is not None:
+                work.close()  # a backlogged request that will never run
+
+    async def _leave(self, session: Session, work: asyncio.Task[None] | None) -> None:
         await session.stop()
+        if work is not None:
+            await asyncio.wait([work])  # a join in flight must land before the leave
+        await self._node.hub.leave(session)
 
+    # --- refusals and silence ----------------------------------------------------------------
 
-async def _serve(
-    node: Node, websocket: WebSocket, session: Session, identity: tokens.Identity
-) -> None:
-    """The receive loop: heartbeats, DISCONNECT, and requests answered in order."""
-    app = node.settings.apps[identity.app]
-    caller = Caller(identity.app, app, identity.profile, identity.name)
-    bucket = TokenBucket(app.limits.client_requests_per_second, time.monotonic())
-    silence = node.settings.heartbeat_seconds * 2
-    while True:
-        try:
-            async with asyncio.timeout(silence):  # no task per frame, unlike wait_for
-                message = await websocket.receive()
-        except TimeoutError:
-            session.send_now(
-                unsequenced(
-                    "rtt", "DISCONNECT", {"reason": "heartbeat timeout", "reasonCode": 40001}
-                )
-            )
-            await websocket.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+    def _refuse(self, reason: str, code: int, close: CloseCode) -> None:
+        """Say why in a DISCONNECT frame, then close with `close`."""
+        disconnect = unsequenced("rtt", "DISCONNECT", {"reason": reason, "reasonCode": code})
+        self._gateway.write(text_frame(disconnect))
+        self._gateway.close(close, reason[:100])
+
+    def _silence_limit(self) -> float:
+        return self._node.settings.heartbeat_seconds * 2
+
+    def _check_silence(self) -> None:
+        """Fires once per silence period, not per message: re-arm for what remains of it."""
+        limit = self._silence_limit()
+        remaining = self._last_seen + limit - time.monotonic()
+        if remaining > 0.001 or self._work is not None:  # busy counts as activity
+            delay = remaining if remaining > 0.001 else limit
+            self._timer = asyncio.get_running_loop().call_later(delay, self._check_silence)
             return
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        if text is None:
-            session.send_now(_error_reply({}, invalid("frames must be JSON text")))
-            continue
-        if (
-            len(text) > app.limits.max_frame_bytes
-            or len(text.encode()) > app.limits.max_frame_bytes
-        ):
-            session.send_now(
-                _error_reply(
-                    {}, RttError(400, Reason.TOO_LARGE, "frame larger than max_frame_bytes")
-                )
-            )
-            continue
-        try:
-            frame = loads(text)
-        except ValueError:
-            session.send_now(_error_reply({}, invalid("frame is not JSON")))
-            continue
-        if not isinstance(frame, dict):
-            session.send_now(_error_reply({}, invalid("frame must be a JSON object")))
-            continue
-        if frame.get("service") == "rtt":
-            operation = frame.get("operation")
-            if operation == "HEARTBEAT":
-                session.send_now(unsequenced("rtt", "HEARTBEAT", None))
-                continue
-            if operation == "DISCONNECT":
-                await websocket.close(CloseCode.NORMAL, "client disconnect")
-                return
-        if not bucket.take(time.monotonic()):
-            session.send_now(
-                _error_reply(frame, RttError(429, Reason.RATE_LIMITED, "too many requests"))
-            )
-            continue
-        session.send_now(await _answer(node, caller, frame))
+        self._timer = None
+        if self._session is None:
+            refused = _expected_connect()
+            self._refuse(refused.reason, refused.code, refused.close)
+        else:
+            self._refuse("heartbeat timeout", Reason.INVALID_REQUEST, CloseCode.HEARTBEAT_TIMEOUT)
 
 
-async def _answer(node: Node, caller: Caller, frame: dict[str, Any]) -> bytes:
+async def _reply(node: Node, caller: Caller, frame: dict[str, Any]) -> bytes:
     service, operation = frame.get("service"), frame.get("operation")
     try:
         data = await dispatch(node.core, caller, service, operation, frame.get("data"))

@@ -6,7 +6,7 @@ session keeps `last_seq`, the last stream position it wrote, and only ever write
 missed or is still in flight. After a short grace the gap is read back from the store, where
 every pushed item was committed before it was published. Meanwhile frames wait in `pending`.
 
-Frames are written synchronously to the socket's transport (see realtime/wire.py): no task,
+Frames are written synchronously to the socket's transport (see realtime/gateway.py): no task,
 queue or await per frame. The transport's own buffer is the bound: a client that lets more than
 `max_buffer_bytes` pile up is closed as too slow and resumes with `since`, so one slow client
 never delays the others.
@@ -17,20 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
 from rtt.engines.base import Store
 from rtt.errors import CloseCode
 from rtt.protocol import unsequenced
-from rtt.realtime.wire import text_frame
+from rtt.realtime.frames import text_frame
 
 log = logging.getLogger("rtt.session")
 
 REPLAY_BATCH = 500
 GAP_GRACE_SECONDS = 0.1
-
-Close = Callable[[int, str], Coroutine[Any, Any, None]]
 
 
 class Wire(Protocol):
@@ -44,12 +41,15 @@ class Wire(Protocol):
         """Wait until the buffered bytes are back under the transport's high-water mark."""
         ...
 
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with a WebSocket close code; later writes are dropped."""
+        ...
+
 
 class Session:
     """The live half of one RTT connection."""
 
     __slots__ = (
-        "_close",
         "_closed",
         "_gap_timer",
         "_healer",
@@ -64,13 +64,12 @@ class Session:
     )
 
     def __init__(
-        self, app: str, profile: str, store: Store, wire: Wire, close: Close, max_buffer_bytes: int
+        self, app: str, profile: str, store: Store, wire: Wire, max_buffer_bytes: int
     ) -> None:
         self.app = app
         self.profile = profile
         self._store = store
         self._wire = wire
-        self._close = close
         self._max_buffer_bytes = max_buffer_bytes
         self.last_seq = 0
         self._live = False  # False while the store is being read; live frames wait in pending
@@ -90,9 +89,7 @@ class Session:
             return
         if self._wire.write(frame) > self._max_buffer_bytes:
             self._closed = True
-            asyncio.get_running_loop().create_task(
-                self._close(CloseCode.SLOW_CONSUMER, "too slow: resume with since")
-            )
+            self._wire.close(CloseCode.SLOW_CONSUMER, "too slow: resume with since")
 
     def push(self, seq: int, frame: bytes) -> None:
         """A live frame from the hub, already WebSocket-framed; seq 0 is outside the stream."""
@@ -127,6 +124,16 @@ class Session:
         self.last_seq = since
         await self._catch_up()
 
+    def start(self, latest: int) -> None:
+        """Go live right after `latest`, the profile's position read after the hub knew this
+        session: every later item is published after that read, so it is in `pending` or on
+        its way, and nothing needs reading back (a gap still heals as usual)."""
+        self.last_seq = latest
+        if self._drain_pending():
+            self._live = True
+        else:
+            self._start_healing()
+
     def heal(self) -> None:
         """Frames may have been lost upstream: read back whatever follows `last_seq`."""
         self._start_healing()
@@ -151,7 +158,7 @@ class Session:
         except Exception as e:  # the store is unreachable: let the client resume elsewhere
             log.warning("healing %s/%s failed: %s", self.app, self.profile, e)
             self._closed = True
-            await self._close(CloseCode.TRY_AGAIN_LATER, "stream unavailable: resume with since")
+            self._wire.close(CloseCode.TRY_AGAIN_LATER, "stream unavailable: resume with since")
 
     async def _catch_up(self) -> None:
         while not self._closed:

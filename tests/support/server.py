@@ -11,8 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from rtt.app import create_app
-from rtt.realtime.wire import DirectWebSocketProtocol
+from rtt.app import server_config
 from rtt.settings import AppConfig, Settings, load_apps
 
 APPS_TOML = """
@@ -85,17 +84,8 @@ class RunningServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=settings.port,
-            ws=DirectWebSocketProtocol,
-            ws_per_message_deflate=False,
-            ws_max_size=1024 * 1024,
-            lifespan="on",
-            log_level="warning",
-        )
+        config = server_config(settings, log_level="warning")
+        self.app = config.app
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
