@@ -8,6 +8,8 @@ Python loop writing a pre-built ~150-byte WebSocket frame to C connected sockets
 on the first CPU), while a reader subprocess drains them with epoll (on the second CPU, as
 the fan-out benchmark's generator). The figure is the writer's user + system CPU per send:
 what `server_cpu_us_per_delivery` in `loadtest.fanout` would be if rtt did nothing but write.
+Sockets have TCP_NODELAY, as rtt's do (a pushed frame leaves at once); `--nagle` shows what
+letting the kernel hold small writes back would save.
 One JSON object on stdout. Bounded: at most 10,000 sockets and 1,000 rounds, loopback only.
 """
 
@@ -44,7 +46,7 @@ def read(port: int, sockets: int, total: int) -> None:
                 received += len(by_fd[fd].recv(1 << 16))
 
 
-def measure(sockets: int, rounds: int, pin: bool) -> dict[str, object]:
+def measure(sockets: int, rounds: int, pin: bool, nagle: bool) -> dict[str, object]:
     """Write `rounds` frames to each of `sockets` sockets; the writer's CPU per send."""
     cpus = sorted(os.sched_getaffinity(0))
     pinned = pin and len(cpus) >= 2
@@ -60,6 +62,7 @@ def measure(sockets: int, rounds: int, pin: bool) -> dict[str, object]:
         conns = [listener.accept()[0] for _ in range(sockets)]
         for conn in conns:
             conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(not nagle))
         time.sleep(0.2)
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(rounds):
@@ -77,6 +80,7 @@ def measure(sockets: int, rounds: int, pin: bool) -> dict[str, object]:
         "rounds": rounds,
         "frame_bytes": len(FRAME),
         "pinned": pinned,
+        "nodelay": not nagle,
         "cpu_us_per_send": round(cpu / sends * 1e6, 2),
         "sends_per_s": round(sends / wall),
     }
@@ -87,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--no-pin", action="store_true", help="leave both processes unpinned")
+    parser.add_argument(
+        "--nagle", action="store_true", help="leave Nagle on (rtt, like uvicorn, sets TCP_NODELAY)"
+    )
     parser.add_argument("--read", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.read:
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (0 < args.sockets <= MAX_SOCKETS and 0 < args.rounds <= MAX_ROUNDS):
         parser.error(f"--sockets ≤ {MAX_SOCKETS}, --rounds ≤ {MAX_ROUNDS}")
-    print(orjson.dumps(measure(args.sockets, args.rounds, not args.no_pin)).decode())
+    print(orjson.dumps(measure(args.sockets, args.rounds, not args.no_pin, args.nagle)).decode())
 
 
 if __name__ == "__main__":
