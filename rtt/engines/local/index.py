@@ -87,6 +87,8 @@ class Streams:
         self.kept_from: dict[Key, int] = {}
 
     def latest(self, app: str, profile: str) -> int:
+        """The profile's latest seq. Safe to read from another thread than the one changing the
+        index: a stream only ever grows by one appended ref, or is replaced whole."""
         stream = self._of.get(app, {}).get(profile)
         return 0 if stream is None else stream.first + len(stream.refs) - 1
 
@@ -144,9 +146,10 @@ class Streams:
                     drop += 1
                 if drop:
                     freed += self._release(refs[:drop])
-                    del refs[:drop]
-                    stream.first += drop
-                    self.kept_from[app, profile] = stream.first
+                    kept = _Stream(stream.first + drop)
+                    kept.refs = refs[drop:]
+                    streams[profile] = kept  # replaced in one step (see `latest`)
+                    self.kept_from[app, profile] = kept.first
                     moved.append((app, profile))
         return freed, moved
 

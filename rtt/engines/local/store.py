@@ -519,7 +519,9 @@ class SqliteStore:
         return await self._db.run(read)
 
     async def latest_seq(self, app: str, profile: str) -> int:
-        return await self._db.run(lambda conn: self._streams.latest(app, profile))
+        # read on the event loop: a connect needs no trip to the database thread (the index
+        # holds committed items only, and `latest` is safe to read while it changes)
+        return self._streams.latest(app, profile)
 
     async def recall(self, app: str, key: str) -> bytes | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
