@@ -6,10 +6,11 @@ from collections import Counter
 
 
 class LocalPresence:
-    """Exact, since every session lives in this process."""
+    """Exact, since every session lives in this process. Keyed by app, then profile, so a
+    send's online check is one set intersection rather than a lookup per recipient."""
 
     def __init__(self) -> None:
-        self._sessions: Counter[tuple[str, str]] = Counter()
+        self._sessions: dict[str, Counter[str]] = {}
 
     async def start(self) -> None:
         """Nothing to start: the counts live in this process."""
@@ -18,13 +19,16 @@ class LocalPresence:
         self._sessions.clear()
 
     async def join(self, app: str, profile: str) -> None:
-        self._sessions[(app, profile)] += 1
+        self._sessions.setdefault(app, Counter())[profile] += 1
 
     async def leave(self, app: str, profile: str) -> None:
-        key = (app, profile)
-        self._sessions[key] -= 1
-        if self._sessions[key] <= 0:
-            del self._sessions[key]
+        counts = self._sessions.get(app)
+        if counts is None:
+            return
+        counts[profile] -= 1
+        if counts[profile] <= 0:
+            del counts[profile]
 
     async def online(self, app: str, profiles: list[str]) -> set[str]:
-        return {p for p in profiles if (app, p) in self._sessions}
+        counts = self._sessions.get(app)
+        return set() if not counts else counts.keys() & set(profiles)
