@@ -78,9 +78,9 @@ class CloseCode(IntEnum):
     """WebSocket close codes rtt uses, so clients can tell why a socket ended."""
 
     NORMAL = 1000
+    SERVICE_RESTART = 1012  # the node is shutting down: reconnect, possibly elsewhere
     TRY_AGAIN_LATER = 1013
     PROTOCOL_ERROR = 4000
     AUTH_FAILED = 4001
     HEARTBEAT_TIMEOUT = 4002
     SLOW_CONSUMER = 4003
-    SHUTTING_DOWN = 4004

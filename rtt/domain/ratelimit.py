@@ -6,6 +6,8 @@ from __future__ import annotations
 class TokenBucket:
     """Allows a steady `rate` per second; a burst may spend up to one second's worth."""
 
+    __slots__ = ("_rate", "_stamp", "_tokens")  # one per socket
+
     def __init__(self, rate: float, now: float) -> None:
         self._rate = rate
         self._tokens = rate

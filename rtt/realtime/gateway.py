@@ -22,6 +22,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from rtt.api.ws import RttSocket
+from rtt.errors import CloseCode
 from rtt.realtime import frames, handshake
 from rtt.runtime import Node
 
@@ -29,7 +30,6 @@ PATH = "/rtt"
 NODE_KEY = "rtt.node"  # the lifespan state key create_app's lifespan yields the Node under
 CLOSE_TIMEOUT = 3.0  # how long a closing socket waits for the peer before the TCP close
 HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
-SHUTDOWN_CODE, SHUTDOWN_REASON = 1012, "server restarting"
 
 # _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
@@ -134,7 +134,7 @@ class RttGatewayProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """uvicorn is stopping: close with 1012 and don't wait for the peer's answer."""
         if self._state == _OPEN:
-            self.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
+            self.close(CloseCode.SERVICE_RESTART, "server restarting")
         self._transport.close()
 
     # --- what the connection above uses (the session's Wire) ---------------------------------
