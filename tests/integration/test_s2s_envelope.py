@@ -76,6 +76,19 @@ def assert_error(body: Any, status: int, reason: int) -> None:
     assert body["severity"] == "ERROR", body
 
 
+def assert_packet_refused(
+    status: int, body: Any, http: int, reason: int, packet_id: Any = None, count: int | None = None
+) -> None:
+    """A whole packet refused: `http`, and every message answered with the same error."""
+    assert status == http, body
+    if packet_id is not None:
+        assert body["packetId"] == packet_id, body
+    if count is not None:
+        assert len(body["messageResponses"]) == count, body
+    for response in body["messageResponses"]:
+        assert_error(response, http, reason)
+
+
 @pytest.fixture
 async def short_session_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with running(settings_for(tmp_path, s2s_session_seconds=1.0)) as node:
@@ -253,11 +266,7 @@ async def test_older_packet_id_is_refused_and_not_run(s2s):
     await packet(s2s, session, 1, [send_op(["p1"])])
     await packet(s2s, session, 2, [send_op(["p1"])])
     status, body = await packet(s2s, session, 1, [send_op(["p1"]), send_op(["p2"])])
-    assert status == 400
-    assert body["packetId"] == 1
-    assert len(body["messageResponses"]) == 2
-    for response in body["messageResponses"]:
-        assert_error(response, 400, 40001)
+    assert_packet_refused(status, body, 400, 40001, packet_id=1, count=2)
     assert await message_count(s2s) == 2
 
 
@@ -280,9 +289,7 @@ async def test_bad_message_list_is_refused(s2s, messages):
     """Pins: messages must be a list of 1..50 operations; otherwise 400/40001 and nothing runs."""
     session = await open_session(s2s)
     status, body = await packet(s2s, session, 1, messages)
-    assert status == 400
-    for response in body["messageResponses"]:
-        assert_error(response, 400, 40001)
+    assert_packet_refused(status, body, 400, 40001)
     assert await message_count(s2s) == 0
 
 
@@ -335,11 +342,7 @@ async def test_expired_session_answers_40365_and_runs_nothing(tmp_path):
             assert status == 200 and body["messageResponses"][0]["status"] == 200
             await asyncio.sleep(0.8)
             status, body = await packet(s2s, session, 2, [send_op(["p1"]), send_op(["p2"])])
-            assert status == 403
-            assert body["packetId"] == 2
-            assert len(body["messageResponses"]) == 2
-            for response in body["messageResponses"]:
-                assert_error(response, 403, 40365)
+            assert_packet_refused(status, body, 403, 40365, packet_id=2, count=2)
             # the cached packet is gone with the session, too
             status, body = await packet(s2s, session, 1, [send_op(["p1"])])
             assert_error(body["messageResponses"][0], 403, 40365)
@@ -442,12 +445,8 @@ async def test_session_bad_credentials_are_403_40304(s2s, creds):
     status, body = await s2s.raw(
         {"packetId": 0, "messages": [{**AUTH, "data": creds}, send_op(["p1"])]}
     )
-    assert status == 403
-    assert body["packetId"] == 0
-    assert len(body["messageResponses"]) == 2
-    for response in body["messageResponses"]:
-        assert_error(response, 403, 40304)
-        assert "data" not in response
+    assert_packet_refused(status, body, 403, 40304, packet_id=0, count=2)
+    assert all("data" not in response for response in body["messageResponses"])
     assert await message_count(s2s) == 0
 
 
@@ -459,9 +458,7 @@ async def test_session_bad_credentials_are_403_40304(s2s, creds):
 async def test_session_without_authenticate_is_403_40304(s2s, first):
     """Pins: a packet without sessionId must start with AUTHENTICATE; otherwise 403/40304."""
     status, body = await s2s.raw({"packetId": 0, "messages": [first, send_op(["p1"])]})
-    assert status == 403
-    for response in body["messageResponses"]:
-        assert_error(response, 403, 40304)
+    assert_packet_refused(status, body, 403, 40304)
     assert await message_count(s2s) == 0
 
 
