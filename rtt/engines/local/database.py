@@ -85,12 +85,12 @@ class Database:
 
     def _open(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        _check_version(conn)  # before anything writes to the file
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # one node owns its file: no other process may write it (the seq cache relies on it)
+        # one node owns its file: no other process may write it (its indexes live in memory)
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA foreign_keys=OFF")
-        _check_version(conn)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
