@@ -27,13 +27,17 @@ class Features(_Strict):
     push: bool = True
 
 
+MAX_RECIPIENTS_PER_SEND = 100_000  # the local engine packs a target's place in 24 bits
+
+
 class Limits(_Strict):
     """Per-app limits of API.md §7."""
 
     max_content_bytes: int = Field(131072, gt=0)
-    max_recipients_s2s: int = Field(1000, gt=0)
-    max_recipients_user: int = Field(5, gt=0)
-    max_recipients_rongcloud: int = Field(100, gt=0)
+    # one send is one transaction and one stored frame: recipients per send stay bounded
+    max_recipients_s2s: int = Field(1000, gt=0, le=MAX_RECIPIENTS_PER_SEND)
+    max_recipients_user: int = Field(5, gt=0, le=MAX_RECIPIENTS_PER_SEND)
+    max_recipients_rongcloud: int = Field(100, gt=0, le=MAX_RECIPIENTS_PER_SEND)
     rongcloud_rate_per_second: int = Field(100, gt=0)
     max_frame_bytes: int = Field(262144, gt=0)
     client_requests_per_second: int = Field(20, gt=0)

@@ -75,3 +75,18 @@ def test_tokens_verify_against_their_own_app():
         tokens.verify(expired, apps)
     with pytest.raises(tokens.TokenError):
         tokens.verify("not-a-jwt", apps)
+
+
+def test_recipient_limits_are_bounded_per_send():
+    """Fails if a config may allow more recipients per send than the local engine's stream
+    refs can address (a target's place in its frame is packed in POSITION_BITS bits)."""
+    from pydantic import ValidationError
+
+    from rtt.engines.local.index import POSITION_BITS
+    from rtt.settings import MAX_RECIPIENTS_PER_SEND, Limits
+
+    assert MAX_RECIPIENTS_PER_SEND < 1 << POSITION_BITS
+    assert Limits(max_recipients_s2s=MAX_RECIPIENTS_PER_SEND).max_recipients_s2s > 0
+    for field in ("max_recipients_s2s", "max_recipients_user", "max_recipients_rongcloud"):
+        with pytest.raises(ValidationError):
+            Limits(**{field: MAX_RECIPIENTS_PER_SEND + 1})
