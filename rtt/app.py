@@ -12,22 +12,21 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from rtt.api import rtt_socket
 from rtt.api.health import healthz, readyz
 from rtt.api.s2s import s2s_dispatcher
-from rtt.core import operations
-from rtt.core.node import Core
+from rtt.core import events, messaging, system
+from rtt.core.node import Node
+from rtt.core.registry import Operations
 from rtt.engines.base import Engine
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
-from rtt.realtime.gateway import NODE_KEY, RttGatewayProtocol
 from rtt.realtime.hub import Hub
-from rtt.runtime import Node
 from rtt.settings import Settings
 from rtt.tasks import stop_task
+from rtt.websocket.protocol import ENDPOINT_KEY, WebSocketProtocol
 
 log = logging.getLogger("rtt")
-
-assert operations.OPERATIONS  # every operation is registered before the first request
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -70,17 +69,19 @@ async def _watch_epoch(node: Node) -> None:
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
-    """The HTTP app; its lifespan starts the engine and hands the Node to the /rtt gateway."""
+    """The HTTP app; its lifespan starts the engine and hands `/rtt` to the WebSocket protocol."""
     engine = engine or build_engine(settings)
-    hub = Hub(engine.presence)
-    node = Node(settings, engine, hub, Core(settings, engine))
+    registry = Operations.combine(messaging.operations, events.operations, system.operations)
+    node = Node(settings, engine, Hub(engine.presence), registry)
+    hub = node.hub
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await engine.start(hub.dispatch, hub.heal_all)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
         try:
-            yield {NODE_KEY: node}  # uvicorn passes lifespan state to RttGatewayProtocol
+            # uvicorn passes lifespan state to each WebSocketProtocol it builds
+            yield {ENDPOINT_KEY: rtt_socket.endpoint(node)}
         finally:
             await asyncio.gather(*(stop_task(task) for task in tasks))
             await engine.close()
@@ -99,13 +100,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 
 def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
     """How every rtt node runs under uvicorn (`rtt serve` and the tests alike): HTTP on
-    Starlette, WebSocket upgrades to the /rtt gateway. `log_options` are uvicorn's
+    Starlette, WebSocket upgrades to rtt's own WebSocket protocol. `log_options` are uvicorn's
     log_config and log_level."""
     return uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws=RttGatewayProtocol,
+        ws=WebSocketProtocol,
         lifespan="on",
         access_log=False,
         **log_options,

@@ -75,12 +75,17 @@ def unavailable(message: str = "storage is unavailable; retry shortly") -> RttEr
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes rtt uses, so clients can tell why a socket ended."""
+    """Every WebSocket close code rtt sends (RFC 6455 §7.4 and its own 4xxx), in one place, so
+    clients can tell why a socket ended and the code says which is which."""
 
-    NORMAL = 1000
+    NORMAL = 1000  # the client said DISCONNECT
+    PROTOCOL_VIOLATION = 1002  # RFC 6455 broken: unmasked, reserved bits, bad lengths, ...
+    INVALID_DATA = 1007  # a text message (or close reason) that is not UTF-8
+    TOO_BIG = 1009  # a message over the largest app's max_frame_bytes + headroom
+    INTERNAL_ERROR = 1011  # a bug: logged with its traceback
     SERVICE_RESTART = 1012  # the node is shutting down: reconnect, possibly elsewhere
-    TRY_AGAIN_LATER = 1013
-    PROTOCOL_ERROR = 4000
+    TRY_AGAIN_LATER = 1013  # storage unavailable
+    PROTOCOL_ERROR = 4000  # RTT broken: anything before CONNECT, a malformed CONNECT
     AUTH_FAILED = 4001
     HEARTBEAT_TIMEOUT = 4002
-    SLOW_CONSUMER = 4003
+    SLOW_CONSUMER = 4003  # unread bytes over the connection's budget: resume with since

@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rtt.api.http import json_response, read_json
+from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
 from rtt.engines.base import EngineUnavailable, S2SSession
 from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
-from rtt.runtime import Node
 
 MAX_PACKET_MESSAGES = 50
 MAX_IDEMPOTENCY_KEY = 255
@@ -79,7 +79,7 @@ async def _run(node: Node, caller: Caller, message: object) -> dict[str, Any]:
         if not isinstance(message, dict):
             raise invalid("each message must be an object")
         data = await dispatch(
-            node.core, caller, message.get("service"), message.get("operation"), message.get("data")
+            node, caller, message.get("service"), message.get("operation"), message.get("data")
         )
     except RttError as e:
         return e.body()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-from rtt.core.node import Core
+from rtt.core.node import Node
 from rtt.domain.events import Event
 from rtt.domain.messages import Message, fresh_inbox_entry
 from rtt.domain.push import PushEntry, preview
@@ -29,18 +29,18 @@ from rtt.protocol import (
 from rtt.settings import AppConfig
 
 
-async def _offline(core: Core, app_id: str, app: AppConfig, profiles: list[str]) -> list[str]:
+async def _offline(node: Node, app_id: str, app: AppConfig, profiles: list[str]) -> list[str]:
     if not app.features.push:
         return []
-    online = await core.engine.presence.online(app_id, profiles)
+    online = await node.engine.presence.online(app_id, profiles)
     return [p for p in profiles if p not in online]
 
 
 async def deliver_message(
-    core: Core, app_id: str, app: AppConfig, message: Message, inbox: list[str], sent_by: str | None
+    node: Node, app_id: str, app: AppConfig, message: Message, inbox: list[str], sent_by: str | None
 ) -> None:
     """Store a message for `inbox` (and `sent_by`'s sent box), then push it to who is online."""
-    offline = await _offline(core, app_id, app, inbox)
+    offline = await _offline(node, app_id, app, inbox)
     pushes: list[PushEntry] = []
     if offline:  # the content is parsed again only when a notification needs its text
         title, body = message.sender.get("name") or "", preview(loads(message.content))
@@ -55,18 +55,18 @@ async def deliver_message(
     else:
         frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
         mids = [b""] * len(inbox)
-    seqs = await core.engine.store.append_message(
+    seqs = await node.engine.store.append_message(
         app_id, message, inbox, sent_by, frame, mids, pushes
     )
-    await core.engine.broker.publish(
+    await node.engine.broker.publish(
         Fanout(app_id, frame, list(zip(inbox, seqs, mids, strict=True)))
     )
 
 
-async def deliver_events(core: Core, app_id: str, app: AppConfig, events: list[Event]) -> None:
+async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[Event]) -> None:
     """Store one event per recipient, then push each to its recipient if online."""
     first = events[0]
-    offline = await _offline(core, app_id, app, [e.to_id for e in events])
+    offline = await _offline(node, app_id, app, [e.to_id for e in events])
     ev_id_of = {e.to_id: e.ev_id for e in events}
     pushes = [
         PushEntry(p, "event", ev_id_of[p], first.event_type, "", first.data, first.created_at)
@@ -83,8 +83,8 @@ async def deliver_events(core: Core, app_id: str, app: AppConfig, events: list[E
         },
     )
     mids = [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in events]
-    seqs = await core.engine.store.append_events(app_id, events, frame, mids, pushes)
-    await core.engine.broker.publish(
+    seqs = await node.engine.store.append_events(app_id, events, frame, mids, pushes)
+    await node.engine.broker.publish(
         Fanout(
             app_id,
             frame,
@@ -94,8 +94,8 @@ async def deliver_events(core: Core, app_id: str, app: AppConfig, events: list[E
 
 
 async def publish_change(
-    core: Core, app_id: str, frame: Frame, targets: list[tuple[str, int]]
+    node: Node, app_id: str, frame: Frame, targets: list[tuple[str, int]]
 ) -> None:
     """Push an already stored UPDATED/DELETED item to the profiles that hold the message."""
     if targets:
-        await core.engine.broker.publish(Fanout(app_id, frame, [(p, s, b"") for p, s in targets]))
+        await node.engine.broker.publish(Fanout(app_id, frame, [(p, s, b"") for p, s in targets]))

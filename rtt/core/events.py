@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from rtt.core.deliver import deliver_events
-from rtt.core.node import Core, now_ms
-from rtt.core.registry import CLIENT, SERVER, Caller, operation
+from rtt.core.node import Node, now_ms
+from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.events import Event
 from rtt.domain.messages import content_bytes, new_id
 from rtt.engines.base import Fanout
 from rtt.errors import invalid
 from rtt.protocol import Frame, dumps
+
+operations = Operations()  # this module's operations; app.py builds the registry from them
 
 MAX_EVENT_TYPE = 128
 
@@ -27,9 +29,9 @@ def _event_parts(caller: Caller, data: dict[str, Any]) -> tuple[str, bytes]:
     )
 
 
-@operation("event", "SYS_SEND_EVENT_TO_PROFILES", roles=(SERVER,), feature="events")
+@operations.add("event", "SYS_SEND_EVENT_TO_PROFILES", roles=(SERVER,), feature="events")
 async def sys_send_event_to_profiles(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     raw = fields.raw_list(
         data, "toIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
@@ -43,39 +45,39 @@ async def sys_send_event_to_profiles(
     if valid:
         now = now_ms()
         events = [Event(new_id(), event_type, sender, p, now, payload) for p in valid]
-        await deliver_events(core, caller.app_id, caller.app, events)
+        await deliver_events(node, caller.app_id, caller.app, events)
     return {"sentCount": len(valid), "errorCount": len(errors), "errorProfiles": errors}
 
 
-@operation("event", "SYS_SEND_RTT_ONLY", roles=(SERVER,), feature="rtt")
-async def sys_send_rtt_only(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("event", "SYS_SEND_RTT_ONLY", roles=(SERVER,), feature="rtt")
+async def sys_send_rtt_only(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     """Live only: no seq, no storage, no push entry; a client that is offline never sees it."""
     to = fields.string(data, "toId", max_length=fields.MAX_ID_LENGTH)
     event_type, payload = _event_parts(caller, data)
     ev_id = new_id()
     event = Event(ev_id, event_type, None, to, now_ms(), payload).item()
     body = dumps({"service": "event", "operation": "GET_EVENTS", "data": event})
-    await core.engine.broker.publish(Fanout(caller.app_id, Frame(body[1:]), [(to, 0, b"")]))
+    await node.engine.broker.publish(Fanout(caller.app_id, Frame(body[1:]), [(to, 0, b"")]))
     return {"evId": ev_id}
 
 
-@operation("event", "GET_EVENTS", roles=(CLIENT,), feature="events")
-async def get_events(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    events = await core.engine.store.get_events(caller.app_id, caller.client_profile())
+@operations.add("event", "GET_EVENTS", roles=(CLIENT,), feature="events")
+async def get_events(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    events = await node.engine.store.get_events(caller.app_id, caller.client_profile())
     return {"incoming_events": [e.item() for e in events]}
 
 
-@operation("event", "DELETE_INCOMING", roles=(CLIENT,), feature="events")
-async def delete_incoming(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("event", "DELETE_INCOMING", roles=(CLIENT,), feature="events")
+async def delete_incoming(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ev_id = fields.string(data, "evId", max_length=fields.MAX_ID_LENGTH)
-    deleted = await core.engine.store.delete_events(caller.app_id, caller.client_profile(), [ev_id])
+    deleted = await node.engine.store.delete_events(caller.app_id, caller.client_profile(), [ev_id])
     return {"requested": 1, "actual": deleted}
 
 
-@operation("event", "DELETE_INCOMING_EVENTS", roles=(CLIENT,), feature="events")
+@operations.add("event", "DELETE_INCOMING_EVENTS", roles=(CLIENT,), feature="events")
 async def delete_incoming_events(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     ids = fields.id_list(data, "evIds", max_count=1000)
-    deleted = await core.engine.store.delete_events(caller.app_id, caller.client_profile(), ids)
+    deleted = await node.engine.store.delete_events(caller.app_id, caller.client_profile(), ids)
     return {"requested": len(ids), "actual": deleted}

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from rtt.core.deliver import deliver_message, publish_change
-from rtt.core.node import Core, now_ms
-from rtt.core.registry import CLIENT, SERVER, Caller, operation
+from rtt.core.node import Node, now_ms
+from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.messages import (
     BOXES,
@@ -21,6 +21,8 @@ from rtt.domain.paging import decode_context, page_result, parse_context
 from rtt.engines.base import MessageNotFound, VersionMismatch
 from rtt.errors import Reason, RttError, invalid, not_found
 from rtt.protocol import whole_frame
+
+operations = Operations()  # this module's operations; app.py builds the registry from them
 
 MAX_IDS = 1000
 LATEST_ATTEMPTS = 10  # times msgVer -1 re-reads the version after a concurrent change won
@@ -45,9 +47,9 @@ def _version_error() -> RttError:
     return RttError(400, Reason.VERSION_MISMATCH, "msgVer does not match the message's version")
 
 
-async def _current(core: Core, caller: Caller, msg_id: str, wanted: int) -> Message:
+async def _current(node: Node, caller: Caller, msg_id: str, wanted: int) -> Message:
     """The message, checked against the caller's msgVer (-1 accepts any)."""
-    found = await core.engine.store.get_messages(caller.app_id, [msg_id])
+    found = await node.engine.store.get_messages(caller.app_id, [msg_id])
     if not found:
         raise not_found()
     if wanted != -1 and found[0].msg_ver != wanted:
@@ -59,23 +61,23 @@ async def _current(core: Core, caller: Caller, msg_id: str, wanted: int) -> Mess
 
 
 async def _system_send(
-    core: Core, caller: Caller, data: dict[str, Any], content: bytes
+    node: Node, caller: Caller, data: dict[str, Any], content: bytes
 ) -> dict[str, Any]:
     to = fields.id_list(
         data, "toProfileIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
     )
     sender = system_sender(data.get("fromJson"))
     message = new_message(sender, to, content, now_ms())
-    await deliver_message(core, caller.app_id, caller.app, message, to, None)
+    await deliver_message(node, caller.app_id, caller.app, message, to, None)
     return {"msgId": message.msg_id}
 
 
-@operation("messaging", "SYS_SEND_MESSAGE", roles=(SERVER,), feature="messaging")
-async def sys_send_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SYS_SEND_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_send_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     content = content_bytes(
         fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
     )
-    return await _system_send(core, caller, data, content)
+    return await _system_send(node, caller, data, content)
 
 
 def _simple_content(data: dict[str, Any], max_bytes: int) -> bytes:
@@ -85,23 +87,23 @@ def _simple_content(data: dict[str, Any], max_bytes: int) -> bytes:
     return content_bytes({"text": text}, max_bytes, "text")
 
 
-@operation("messaging", "SYS_SEND_MESSAGE_SIMPLE", roles=(SERVER,), feature="messaging")
+@operations.add("messaging", "SYS_SEND_MESSAGE_SIMPLE", roles=(SERVER,), feature="messaging")
 async def sys_send_message_simple(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     content = _simple_content(data, caller.app.limits.max_content_bytes)
-    return await _system_send(core, caller, data, content)
+    return await _system_send(node, caller, data, content)
 
 
-@operation("messaging", "SYS_GET_MESSAGES", roles=(SERVER,), feature="messaging")
-async def sys_get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SYS_GET_MESSAGES", roles=(SERVER,), feature="messaging")
+async def sys_get_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ids = _msg_ids(data)
-    found = await core.engine.store.get_messages(caller.app_id, ids)
+    found = await node.engine.store.get_messages(caller.app_id, ids)
     return {"requested": len(ids), "actual": len(found), "items": [m.item() for m in found]}
 
 
 async def _page(
-    core: Core, caller: Caller, profile: str | None, data: dict[str, Any], *, offset: bool
+    node: Node, caller: Caller, profile: str | None, data: dict[str, Any], *, offset: bool
 ) -> dict[str, Any]:
     """A page of `profile`'s box entries, or of all the app's messages (Sys) when None."""
     scope = "sys" if profile is None else "box"
@@ -110,31 +112,31 @@ async def _page(
         query = decode_context(scope, context, fields.required(data, "pageOffset"))
     else:
         query = parse_context(scope, context)
-    count, items = await core.engine.store.page(caller.app_id, profile, query)
+    count, items = await node.engine.store.page(caller.app_id, profile, query)
     return page_result(query, count, [i.item() for i in items])
 
 
-@operation("messaging", "SYS_GET_MESSAGES_PAGE", roles=(SERVER,), feature="messaging")
-async def sys_get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    return await _page(core, caller, None, data, offset=False)
+@operations.add("messaging", "SYS_GET_MESSAGES_PAGE", roles=(SERVER,), feature="messaging")
+async def sys_get_messages_page(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return await _page(node, caller, None, data, offset=False)
 
 
-@operation("messaging", "SYS_GET_MESSAGES_PAGE_OFFSET", roles=(SERVER,), feature="messaging")
+@operations.add("messaging", "SYS_GET_MESSAGES_PAGE_OFFSET", roles=(SERVER,), feature="messaging")
 async def sys_get_messages_page_offset(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
-    return await _page(core, caller, None, data, offset=True)
+    return await _page(node, caller, None, data, offset=True)
 
 
-@operation("messaging", "SYS_UPDATE_MESSAGE", roles=(SERVER,), feature="messaging")
-async def sys_update_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SYS_UPDATE_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_update_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
     wanted = _version(data)
     content = content_bytes(
         fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
     )
     for _ in range(LATEST_ATTEMPTS):
-        current = await _current(core, caller, msg_id, wanted)
+        current = await _current(node, caller, msg_id, wanted)
         now, version = now_ms(), current.msg_ver + 1
         frame = whole_frame(
             "messaging",
@@ -142,7 +144,7 @@ async def sys_update_message(core: Core, caller: Caller, data: dict[str, Any]) -
             {"msgId": msg_id, "msgVer": version, "msgUp": now, "content": orjson.Fragment(content)},
         )
         try:
-            targets = await core.engine.store.update_message(
+            targets = await node.engine.store.update_message(
                 caller.app_id, msg_id, current.msg_ver, content, now, frame
             )
         except VersionMismatch:
@@ -151,33 +153,33 @@ async def sys_update_message(core: Core, caller: Caller, data: dict[str, Any]) -
             continue  # -1 never goes stale: apply to the version it has now
         except MessageNotFound:
             raise not_found() from None
-        await publish_change(core, caller.app_id, frame, targets)
+        await publish_change(node, caller.app_id, frame, targets)
         return {"requested": 1, "actual": 1, "msgId": msg_id}
     raise _version_error()
 
 
-async def _sys_delete(core: Core, caller: Caller, message: Message) -> bool:
+async def _sys_delete(node: Node, caller: Caller, message: Message) -> bool:
     frame = whole_frame(
         "messaging", "DELETED", {"msgId": message.msg_id, "msgVer": message.msg_ver}
     )
     try:
-        targets = await core.engine.store.delete_message(
+        targets = await node.engine.store.delete_message(
             caller.app_id, message.msg_id, message.msg_ver, frame
         )
     except MessageNotFound:
         return False
-    await publish_change(core, caller.app_id, frame, targets)
+    await publish_change(node, caller.app_id, frame, targets)
     return True
 
 
-@operation("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
-async def sys_delete_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_delete_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
     wanted = _version(data)
     for _ in range(LATEST_ATTEMPTS):
-        current = await _current(core, caller, msg_id, wanted)
+        current = await _current(node, caller, msg_id, wanted)
         try:
-            deleted = await _sys_delete(core, caller, current)
+            deleted = await _sys_delete(node, caller, current)
         except VersionMismatch:
             if wanted != -1:
                 raise _version_error() from None
@@ -188,57 +190,57 @@ async def sys_delete_message(core: Core, caller: Caller, data: dict[str, Any]) -
     raise _version_error()
 
 
-@operation("messaging", "SYS_DELETE_MESSAGES", roles=(SERVER,), feature="messaging")
-async def sys_delete_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SYS_DELETE_MESSAGES", roles=(SERVER,), feature="messaging")
+async def sys_delete_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ids = _msg_ids(data)
     actual = 0
-    for message in await core.engine.store.get_messages(caller.app_id, ids):
+    for message in await node.engine.store.get_messages(caller.app_id, ids):
         try:
-            actual += await _sys_delete(core, caller, message)
+            actual += await _sys_delete(node, caller, message)
         except VersionMismatch:
             # updated between our read and the delete: delete whatever version it has now
-            current = await core.engine.store.get_messages(caller.app_id, [message.msg_id])
-            actual += bool(current) and await _sys_delete(core, caller, current[0])
+            current = await node.engine.store.get_messages(caller.app_id, [message.msg_id])
+            actual += bool(current) and await _sys_delete(node, caller, current[0])
     return {"requested": len(ids), "actual": actual}
 
 
 # --- client API (profiles) -----------------------------------------------------------------
 
 
-@operation("messaging", "GET_MESSAGE_BOXES", roles=(CLIENT,), feature="messaging")
-async def get_message_boxes(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "GET_MESSAGE_BOXES", roles=(CLIENT,), feature="messaging")
+async def get_message_boxes(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     return {"items": list(BOXES)}
 
 
-@operation("messaging", "GET_MESSAGE_COUNTS", roles=(CLIENT,), feature="messaging")
-async def get_message_counts(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    return await core.engine.store.counts(caller.app_id, caller.client_profile())
+@operations.add("messaging", "GET_MESSAGE_COUNTS", roles=(CLIENT,), feature="messaging")
+async def get_message_counts(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return await node.engine.store.counts(caller.app_id, caller.client_profile())
 
 
-@operation("messaging", "GET_MESSAGES", roles=(CLIENT,), feature="messaging")
-async def get_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "GET_MESSAGES", roles=(CLIENT,), feature="messaging")
+async def get_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     box, ids = _msgbox(data), _msg_ids(data)
     mark = fields.boolean(data, "markAsRead", fields.boolean(data, "markMessageRead", False))
     profile = caller.client_profile()
-    entries = await core.engine.store.get_entries(caller.app_id, profile, box, ids, None)
+    entries = await node.engine.store.get_entries(caller.app_id, profile, box, ids, None)
     if len(entries) < len(ids):
         missing = sorted(set(ids) - {e.message.msg_id for e in entries})
         raise not_found(f"message not found in {box}: {', '.join(missing[:10])}")
     if mark:  # only once every id is known, so a refused request marks nothing
-        entries = await core.engine.store.get_entries(caller.app_id, profile, box, ids, now_ms())
+        entries = await node.engine.store.get_entries(caller.app_id, profile, box, ids, now_ms())
     return {"requested": len(ids), "actual": len(entries), "items": [e.item() for e in entries]}
 
 
-@operation("messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging")
-async def get_messages_page(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    return await _page(core, caller, caller.client_profile(), data, offset=False)
+@operations.add("messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging")
+async def get_messages_page(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    return await _page(node, caller, caller.client_profile(), data, offset=False)
 
 
-@operation("messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging")
+@operations.add("messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging")
 async def get_messages_page_offset(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
-    return await _page(core, caller, caller.client_profile(), data, offset=True)
+    return await _page(node, caller, caller.client_profile(), data, offset=True)
 
 
 def _read_only() -> RttError:
@@ -250,7 +252,7 @@ def _read_only() -> RttError:
 
 
 async def _refuse_system_replies(
-    core: Core, caller: Caller, to: list[str], data: dict[str, Any]
+    node: Node, caller: Caller, to: list[str], data: dict[str, Any]
 ) -> str | None:
     """System channels are one-way (40640): no sending to the app itself, no replying to it."""
     if set(to) & set(caller.app.system_identities):
@@ -260,7 +262,7 @@ async def _refuse_system_replies(
         return None
     if not fields.is_profile_id(reply_to):
         raise invalid("replyTo must be a message id")
-    found = await core.engine.store.get_messages(caller.app_id, [reply_to])
+    found = await node.engine.store.get_messages(caller.app_id, [reply_to])
     if not found:
         raise not_found("replyTo names no message")
     if found[0].from_id is None or found[0].from_id in caller.app.system_identities:
@@ -269,7 +271,7 @@ async def _refuse_system_replies(
 
 
 async def _client_send(
-    core: Core, caller: Caller, data: dict[str, Any], content: bytes
+    node: Node, caller: Caller, data: dict[str, Any], content: bytes
 ) -> dict[str, Any]:
     profile = caller.client_profile()
     raw_to = fields.raw_list(
@@ -278,40 +280,40 @@ async def _client_send(
     if any(v is None for v in raw_to):
         raise _read_only()  # null is the brainCloud id of the system sender
     to = fields.distinct_ids(raw_to, "toProfileIds")
-    reply_to = await _refuse_system_replies(core, caller, to, data)
+    reply_to = await _refuse_system_replies(node, caller, to, data)
     sender = {"id": profile, "name": caller.name or profile}
     message = new_message(sender, to, content, now_ms(), reply_to)
-    await deliver_message(core, caller.app_id, caller.app, message, to, profile)
+    await deliver_message(node, caller.app_id, caller.app, message, to, profile)
     return {"requested": len(raw_to), "actual": len(to), "msgId": message.msg_id}
 
 
-@operation("messaging", "SEND_MESSAGE", roles=(CLIENT,), feature="messaging")
-async def send_message(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SEND_MESSAGE", roles=(CLIENT,), feature="messaging")
+async def send_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     content = content_bytes(
         fields.required(data, "contentJson"), caller.app.limits.max_content_bytes
     )
-    return await _client_send(core, caller, data, content)
+    return await _client_send(node, caller, data, content)
 
 
-@operation("messaging", "SEND_MESSAGE_SIMPLE", roles=(CLIENT,), feature="messaging")
-async def send_message_simple(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "SEND_MESSAGE_SIMPLE", roles=(CLIENT,), feature="messaging")
+async def send_message_simple(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     content = _simple_content(data, caller.app.limits.max_content_bytes)
-    return await _client_send(core, caller, data, content)
+    return await _client_send(node, caller, data, content)
 
 
-@operation("messaging", "MARK_MESSAGES_READ", roles=(CLIENT,), feature="messaging")
-async def mark_messages_read(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "MARK_MESSAGES_READ", roles=(CLIENT,), feature="messaging")
+async def mark_messages_read(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     box, ids = _msgbox(data), _msg_ids(data)
-    actual = await core.engine.store.mark_read(
+    actual = await node.engine.store.mark_read(
         caller.app_id, caller.client_profile(), box, ids, now_ms()
     )
     return {"requested": len(ids), "actual": actual}
 
 
-@operation("messaging", "DELETE_MESSAGES", roles=(CLIENT,), feature="messaging")
-async def delete_messages(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("messaging", "DELETE_MESSAGES", roles=(CLIENT,), feature="messaging")
+async def delete_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     box, ids = _msgbox(data), _msg_ids(data)
-    actual = await core.engine.store.delete_entries(
+    actual = await node.engine.store.delete_entries(
         caller.app_id, caller.client_profile(), box, ids
     )
     return {"requested": len(ids), "actual": actual}

@@ -1,7 +1,10 @@
-"""One operation registry: `(service, operation) → handler(core, caller, data)`.
+"""One operation registry: `(service, operation) → handler(node, caller, data)`.
 
-The S2S dispatcher and the socket request path both call `dispatch`, so an operation behaves
-the same whichever door it came through; roles and feature switches are checked here, once.
+Each core module collects its handlers in an `Operations`; app.py combines them into the node's
+registry, explicitly, so what a node serves is decided in one place and not by what happened to
+be imported. The S2S dispatcher and the socket request path both call `dispatch`, so an
+operation behaves the same whichever door it came through; roles and feature switches are
+checked here, once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from rtt.errors import Reason, RttError, invalid, unavailable
 from rtt.settings import AppConfig
 
 if TYPE_CHECKING:
-    from rtt.core.node import Core
+    from rtt.core.node import Node
 
 log = logging.getLogger("rtt.registry")
 
@@ -44,7 +47,7 @@ class Caller:
         return self.profile
 
 
-Handler = Callable[["Core", Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[["Node", Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +57,45 @@ class Operation:
     feature: str | None
 
 
-OPERATIONS: dict[tuple[str, str], Operation] = {}
+class Operations:
+    """Handlers under their brainCloud service/operation names."""
 
+    def __init__(self) -> None:
+        self._by_name: dict[tuple[str, str], Operation] = {}
 
-def operation(
-    service: str, name: str, *, roles: tuple[str, ...], feature: str | None = None
-) -> Callable[[Handler], Handler]:
-    """Register a handler under its brainCloud service/operation name."""
+    def add(
+        self, service: str, name: str, *, roles: tuple[str, ...], feature: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: serve `handler` as service/name to callers of `roles`."""
 
-    def register(handler: Handler) -> Handler:
-        OPERATIONS[(service, name)] = Operation(handler, frozenset(roles), feature)
-        return handler
+        def register(handler: Handler) -> Handler:
+            self._by_name[(service, name)] = Operation(handler, frozenset(roles), feature)
+            return handler
 
-    return register
+        return register
+
+    @classmethod
+    def combine(cls, *groups: Operations) -> Operations:
+        """One registry of every group; a name served twice is a wiring bug."""
+        registry = cls()
+        for group in groups:
+            clash = registry._by_name.keys() & group._by_name.keys()
+            if clash:
+                raise ValueError(f"operations registered twice: {sorted(clash)}")
+            registry._by_name.update(group._by_name)
+        return registry
+
+    def get(self, service: object, name: object) -> Operation | None:
+        if isinstance(service, str) and isinstance(name, str):
+            return self._by_name.get((service, name))
+        return None
 
 
 async def dispatch(
-    core: Core, caller: Caller, service: object, name: object, data: object
+    node: Node, caller: Caller, service: object, name: object, data: object
 ) -> dict[str, Any]:
     """Run one operation for `caller`, or raise the RttError that explains why not."""
-    op = (
-        OPERATIONS.get((service, name))
-        if isinstance(service, str) and isinstance(name, str)
-        else None
-    )
+    op = node.operations.get(service, name)
     if op is None:
         raise invalid(f"unknown service/operation {service}/{name}")
     if caller.role not in op.roles:
@@ -85,7 +103,7 @@ async def dispatch(
     if op.feature is not None and not getattr(caller.app.features, op.feature):
         raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
     try:
-        return await op.handler(core, caller, data_object(data))
+        return await op.handler(node, caller, data_object(data))
     except EngineUnavailable as e:
         log.warning("%s/%s: engine unavailable: %s", service, name, e)
         raise unavailable() from None

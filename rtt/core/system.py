@@ -5,38 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 from rtt import tokens
-from rtt.core.node import Core
-from rtt.core.registry import SERVER, Caller, operation
+from rtt.core.node import Node
+from rtt.core.registry import SERVER, Caller, Operations
 from rtt.domain import fields
+
+operations = Operations()  # this module's operations; app.py builds the registry from them
 
 MAX_TOKEN_TTL = 7 * 24 * 3600
 
 
-@operation("presence", "SYS_GET_ONLINE", roles=(SERVER,))
-async def sys_get_online(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("presence", "SYS_GET_ONLINE", roles=(SERVER,))
+async def sys_get_online(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ids = fields.id_list(data, "profileIds", max_count=caller.app.limits.max_recipients_s2s)
-    online = await core.engine.presence.online(caller.app_id, ids)
+    online = await node.engine.presence.online(caller.app_id, ids)
     return {"online": {p: p in online for p in ids}}
 
 
-@operation("push", "SYS_GET_PENDING", roles=(SERVER,))
-async def sys_get_pending(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("push", "SYS_GET_PENDING", roles=(SERVER,))
+async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     profile = data.get("profileId")
     if profile is not None:
         profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
     limit = fields.integer(data, "limit", low=1, high=1000, default=100)
-    entries = await core.engine.outbox.pending(caller.app_id, profile, limit)
+    entries = await node.engine.outbox.pending(caller.app_id, profile, limit)
     return {"items": [e.item() for e in entries]}
 
 
-@operation("rttRegistration", "REQUEST_CLIENT_CONNECTION_TOKEN", roles=(SERVER,), feature="rtt")
+@operations.add(
+    "rttRegistration", "REQUEST_CLIENT_CONNECTION_TOKEN", roles=(SERVER,), feature="rtt"
+)
 async def request_client_connection_token(
-    core: Core, caller: Caller, data: dict[str, Any]
+    node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
     ttl = fields.integer(data, "ttlSeconds", low=1, high=MAX_TOKEN_TTL, default=3600)
     token, expires_at = tokens.mint(caller.app_id, caller.app, profile, ttl)
-    settings = core.settings
+    settings = node.settings
     return {
         "token": token,
         "expiresAt": expires_at * 1000,
@@ -51,7 +55,7 @@ async def request_client_connection_token(
     }
 
 
-@operation("heartbeat", "HEARTBEAT", roles=(SERVER,))
-async def heartbeat(core: Core, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+@operations.add("heartbeat", "HEARTBEAT", roles=(SERVER,))
+async def heartbeat(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     """Keeps an S2S session alive; the dispatcher extends the session on every packet."""
     return {}

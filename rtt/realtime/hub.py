@@ -7,8 +7,8 @@ it to its sessions without awaiting anything, so one send costs the hub no task 
 from __future__ import annotations
 
 from rtt.engines.base import Fanout, Presence
-from rtt.realtime.frames import text_frame
 from rtt.realtime.session import Session
+from rtt.websocket.frames import text_frame
 
 
 class Hub:

@@ -6,7 +6,7 @@ session keeps `last_seq`, the last stream position it wrote, and only ever write
 missed or is still in flight. After a short grace the gap is read back from the store, where
 every pushed item was committed before it was published. Meanwhile frames wait in `pending`.
 
-Frames are written synchronously to the socket's transport (see realtime/gateway.py): no task,
+Frames are written synchronously to the socket's transport (see websocket/protocol.py): no task,
 queue or await per frame. The transport's own buffer is the bound: a client that lets more than
 `max_buffer_bytes` pile up is closed as too slow and resumes with `since`, so one slow client
 never delays the others.
@@ -22,7 +22,7 @@ from typing import Protocol
 from rtt.engines.base import Store
 from rtt.errors import CloseCode
 from rtt.protocol import unsequenced
-from rtt.realtime.frames import text_frame
+from rtt.websocket.frames import text_frame
 
 log = logging.getLogger("rtt.session")
 

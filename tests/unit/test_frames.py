@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from rtt.realtime import frames, handshake
+from rtt.errors import CloseCode
+from rtt.websocket import frames, handshake
 
 
 def masked(first: int, payload: bytes, *, length: bytes | None = None) -> bytes:
@@ -42,7 +43,7 @@ def test_parse_refuses_a_declared_length_over_the_limit_before_reading_it():
     header = bytes([0x81, 0x80 | 127]) + (1 << 40).to_bytes(8, "big")
     with pytest.raises(frames.ProtocolError) as e:
         frames.parse(header, 0, 1 << 20)
-    assert e.value.code == frames.TOO_BIG
+    assert e.value.code == CloseCode.TOO_BIG
 
 
 def test_text_frame_headers():

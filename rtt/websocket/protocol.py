@@ -1,42 +1,63 @@
-"""The `/rtt` WebSocket gateway: an asyncio protocol that uvicorn hands upgraded connections.
+"""The WebSocket server protocol: an asyncio protocol that uvicorn hands upgraded connections.
 
-uvicorn parses HTTP; on an `Upgrade: websocket` request it builds `ws=RttGatewayProtocol`,
-gives it the transport and the request head, and switches the transport over. From there this
-class is the whole socket: the opening handshake, frame parsing, pings, the closing handshake,
-flow control and graceful shutdown. It hands complete messages to the connection's `RttSocket`
-(rtt/api/ws.py) and is the `Wire` its session writes pre-framed bytes to, one `transport.write`
-per frame.
+uvicorn parses HTTP; on an `Upgrade: websocket` request it builds `ws=WebSocketProtocol`, gives
+it the transport and the request head, and switches the transport over. From there this class is
+the whole socket: the opening handshake, frame parsing, pings, the closing handshake, flow
+control and graceful shutdown. It hands complete messages to the `Handler` the app's `Endpoint`
+opens for the connection, and is the connection that handler writes pre-framed bytes to, one
+`transport.write` per frame.
 
-An idle socket is this object, its transport and the RTT state above it: no task, stream
-reader, queue or event. The node comes from the app's lifespan state, not from a global.
+It knows nothing of RTT: the app above says which path it serves, how large a message may be and
+what handles a connection, through uvicorn's lifespan state. An idle socket is this object, its
+transport and the handler's state: no task, stream reader, queue or event.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from rtt.api.ws import RttSocket
 from rtt.errors import CloseCode
-from rtt.realtime import frames, handshake
-from rtt.runtime import Node
+from rtt.websocket import frames, handshake
 
-PATH = "/rtt"
-NODE_KEY = "rtt.node"  # the lifespan state key create_app's lifespan yields the Node under
+ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
 CLOSE_TIMEOUT = 3.0  # how long a closing socket waits for the peer before the TCP close
-HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
+
+
+class Handler(Protocol):
+    """The application side of one connection."""
+
+    def received(self, payload: bytes, text: bool) -> None:
+        """One whole message (text already checked to be UTF-8)."""
+        ...
+
+    def closed(self) -> None:
+        """The connection is closing or gone: nothing more will be received."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What the app tells the protocol: the path it serves, the largest message it reads (more
+    closes with 1009), and what opens a handler for an upgraded connection and its query."""
+
+    path: str
+    max_message_bytes: int
+    open: Callable[[WebSocketProtocol, dict[str, str]], Handler]
+
 
 # _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 
 
-class RttGatewayProtocol(asyncio.Protocol):
-    """One `/rtt` connection, from the upgrade request to the TCP close."""
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection, from the upgrade request to the TCP close."""
 
     _transport: asyncio.Transport  # uvicorn calls connection_made right after __init__
 
@@ -44,13 +65,12 @@ class RttGatewayProtocol(asyncio.Protocol):
         "_buffer",
         "_close_timer",
         "_drained",
-        "_limit",
+        "_endpoint",
+        "_handler",
         "_message",
         "_message_opcode",
-        "_node",
         "_paused",
         "_server_state",
-        "_socket",
         "_state",
         "_transport",
     )
@@ -58,19 +78,16 @@ class RttGatewayProtocol(asyncio.Protocol):
     def __init__(
         self, config: Config, server_state: ServerState, app_state: dict[str, Any]
     ) -> None:
-        node = app_state.get(NODE_KEY)
-        if not isinstance(node, Node):
-            raise RuntimeError("the /rtt gateway needs create_app's lifespan (lifespan='on')")
-        self._node = node
-        # the largest message any app accepts, plus HEADROOM: more than that closes with 1009
-        self._limit = max(app.limits.max_frame_bytes for app in node.settings.apps.values())
-        self._limit += HEADROOM
+        endpoint = app_state.get(ENDPOINT_KEY)
+        if not isinstance(endpoint, Endpoint):
+            raise RuntimeError("WebSocketProtocol needs an Endpoint in the lifespan state")
+        self._endpoint = endpoint
         self._server_state = server_state
         self._state = _HANDSHAKE
         self._buffer: bytearray | None = None  # bytes received but not yet parsed
         self._message: bytearray | None = None  # a fragmented message being assembled
         self._message_opcode = frames.TEXT
-        self._socket: RttSocket | None = None
+        self._handler: Handler | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._drained: asyncio.Future[None] | None = None  # exists only while someone waits
@@ -94,7 +111,7 @@ class RttGatewayProtocol(asyncio.Protocol):
         start = 0
         try:
             while self._state != _CLOSED:
-                frame = frames.parse(buffer, start, self._limit)
+                frame = frames.parse(buffer, start, self._endpoint.max_message_bytes)
                 if frame is None:
                     break
                 opcode, fin, payload, start = frame
@@ -137,7 +154,7 @@ class RttGatewayProtocol(asyncio.Protocol):
             self.close(CloseCode.SERVICE_RESTART, "server restarting")
         self._transport.close()
 
-    # --- what the connection above uses (the session's Wire) ---------------------------------
+    # --- what the handler above uses ---------------------------------
 
     def write(self, frame: bytes) -> int:
         """Write one whole frame; returns the bytes the transport still holds for this peer."""
@@ -199,7 +216,7 @@ class RttGatewayProtocol(asyncio.Protocol):
             return
         self._buffer = None
         try:
-            upgrade = handshake.upgrade(bytes(request[: head_end + 4]), PATH)
+            upgrade = handshake.upgrade(bytes(request[: head_end + 4]), self._endpoint.path)
         except handshake.Refused as refused:
             self._state = _CLOSED
             transport.write(refused.response)
@@ -207,7 +224,7 @@ class RttGatewayProtocol(asyncio.Protocol):
             return
         transport.write(upgrade.response)
         self._state = _OPEN
-        self._socket = RttSocket(self._node, self, upgrade.query.get("token"))
+        self._handler = self._endpoint.open(self, upgrade.query)
         rest = request[head_end + 4 :]
         if rest:
             self.data_received(bytes(rest))
@@ -225,30 +242,32 @@ class RttGatewayProtocol(asyncio.Protocol):
         message = self._message
         if opcode == frames.CONTINUATION:
             if message is None:
-                raise frames.ProtocolError(frames.PROTOCOL_ERROR, "continuation of nothing")
-            if len(message) + len(payload) > self._limit:
-                raise frames.ProtocolError(frames.TOO_BIG, "message too large")
+                raise frames.ProtocolError(CloseCode.PROTOCOL_VIOLATION, "continuation of nothing")
+            if len(message) + len(payload) > self._endpoint.max_message_bytes:
+                raise frames.ProtocolError(CloseCode.TOO_BIG, "message too large")
             message += payload
             if not fin:
                 return
             self._message = None
             payload, opcode = bytes(message), self._message_opcode
         elif message is not None:
-            raise frames.ProtocolError(frames.PROTOCOL_ERROR, "a fragmented message is unfinished")
+            raise frames.ProtocolError(
+                CloseCode.PROTOCOL_VIOLATION, "a fragmented message is unfinished"
+            )
         elif not fin:
             self._message, self._message_opcode = bytearray(payload), opcode
             return
         self._deliver(opcode, payload)
 
     def _deliver(self, opcode: int, payload: bytes) -> None:
-        if self._state != _OPEN or self._socket is None:
+        if self._state != _OPEN or self._handler is None:
             return  # closing: the peer's data no longer matters
         if opcode == frames.TEXT:
             try:
                 payload.decode()
             except UnicodeDecodeError:
-                raise frames.ProtocolError(frames.INVALID_DATA, "text is not UTF-8") from None
-        self._socket.received(payload, opcode == frames.TEXT)
+                raise frames.ProtocolError(CloseCode.INVALID_DATA, "text is not UTF-8") from None
+        self._handler.received(payload, opcode == frames.TEXT)
 
     def _closed_by_peer(self, payload: bytes) -> None:
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
@@ -266,9 +285,9 @@ class RttGatewayProtocol(asyncio.Protocol):
         self._transport.close()
 
     def _end(self) -> None:
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            socket.closed()
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.closed()
 
     def _wake_drainer(self) -> None:
         drained, self._drained = self._drained, None

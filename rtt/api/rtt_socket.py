@@ -1,9 +1,9 @@
-"""`GET /rtt`: the brainCloud-style RTT socket (API.md §4), above the WebSocket frames.
+"""`GET /rtt`: the brainCloud-style RTT socket (API.md §4), above the WebSocket protocol.
 
 CONNECT authenticates with a JWT, then the socket carries pushed stream frames one way and
 request/response pairs (`requestId`) the other. A socket silent for twice heartbeatSeconds closes.
 
-The gateway (rtt/realtime/gateway.py) calls `RttSocket.received` with each whole message, in a
+rtt/websocket/protocol.py calls `RttSocket.received` with each whole message, in a
 callback. What needs no await (heartbeats, refusals, malformed frames, rate limits) is answered
 there and then. What does (CONNECT, a request) runs in a task, one at a time per socket: messages
 that arrive meanwhile wait in a backlog, so replies keep request order. An idle socket has no
@@ -20,21 +20,23 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from rtt import tokens
+from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
 from rtt.domain.ratelimit import TokenBucket
 from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import dumps, loads, unsequenced
-from rtt.realtime.frames import text_frame
 from rtt.realtime.session import Session, Wire
-from rtt.runtime import Node
+from rtt.websocket.frames import text_frame
+from rtt.websocket.protocol import Endpoint, WebSocketProtocol
 
 log = logging.getLogger("rtt.socket")
 
+PATH = "/rtt"
+HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
 STALE = -1
 BACKLOG_LIMIT = 64  # messages waiting behind a busy socket before the gateway stops reading
-INTERNAL_ERROR = 1011
 
 Work = Coroutine[Any, Any, None]
 
@@ -266,7 +268,7 @@ class RttSocket:
             self._gateway.close(CloseCode.TRY_AGAIN_LATER, "storage unavailable: retry shortly")
         except Exception:
             log.exception("socket failed")
-            self._gateway.close(INTERNAL_ERROR, "internal error")
+            self._gateway.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._work = None
             if work is not None:
@@ -305,10 +307,21 @@ class RttSocket:
             self._refuse("heartbeat timeout", Reason.INVALID_REQUEST, CloseCode.HEARTBEAT_TIMEOUT)
 
 
+def endpoint(node: Node) -> Endpoint:
+    """`/rtt` for the WebSocket protocol: messages up to the largest app's max_frame_bytes plus
+    HEADROOM are read (an app's own limit then answers 40600); larger ones close with 1009."""
+    largest = max(app.limits.max_frame_bytes for app in node.settings.apps.values())
+
+    def open_socket(connection: WebSocketProtocol, query: dict[str, str]) -> RttSocket:
+        return RttSocket(node, connection, query.get("token"))
+
+    return Endpoint(PATH, largest + HEADROOM, open_socket)
+
+
 async def _reply(node: Node, caller: Caller, frame: dict[str, Any]) -> bytes:
     service, operation = frame.get("service"), frame.get("operation")
     try:
-        data = await dispatch(node.core, caller, service, operation, frame.get("data"))
+        data = await dispatch(node, caller, service, operation, frame.get("data"))
     except RttError as e:
         return _error_reply(frame, e)
     return dumps(

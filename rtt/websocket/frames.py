@@ -13,11 +13,9 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+from rtt.errors import CloseCode
 
-PROTOCOL_ERROR = 1002
-INVALID_DATA = 1007
-TOO_BIG = 1009
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 _DATA = frozenset({CONTINUATION, TEXT, BINARY})
 _CONTROL = frozenset({CLOSE, PING, PONG})
@@ -28,7 +26,7 @@ _PEER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015), *rang
 class ProtocolError(Exception):
     """The client broke RFC 6455; `code` is the close code to fail the connection with."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -74,11 +72,13 @@ def parse(
     opcode = first & 0x0F
     fin = bool(first & 0x80)
     if first & 0x70:
-        raise ProtocolError(PROTOCOL_ERROR, "reserved bits set: no extension was negotiated")
+        raise ProtocolError(
+            CloseCode.PROTOCOL_VIOLATION, "reserved bits set: no extension was negotiated"
+        )
     if not second & 0x80:
-        raise ProtocolError(PROTOCOL_ERROR, "client frames must be masked")
+        raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, "client frames must be masked")
     if opcode not in _DATA and opcode not in _CONTROL:
-        raise ProtocolError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"unknown opcode {opcode}")
     length = second & 0x7F
     header = 6  # with the 4-byte mask
     if length == 126:
@@ -92,9 +92,11 @@ def parse(
             return None
         length = int.from_bytes(buffer[start + 2 : start + 10], "big")
     if opcode in _CONTROL and (length > 125 or not fin):
-        raise ProtocolError(PROTOCOL_ERROR, "control frames must be whole and at most 125 bytes")
+        raise ProtocolError(
+            CloseCode.PROTOCOL_VIOLATION, "control frames must be whole and at most 125 bytes"
+        )
     if length > max_size:
-        raise ProtocolError(TOO_BIG, "frame too large")
+        raise ProtocolError(CloseCode.TOO_BIG, "frame too large")
     end = start + header + length
     if len(buffer) < end:
         return None
@@ -109,9 +111,9 @@ def close_reply(payload: bytes) -> bytes:
         return close_frame(None)
     code = int.from_bytes(payload[:2], "big")
     if len(payload) == 1 or code not in _PEER_CLOSE_CODES:
-        raise ProtocolError(PROTOCOL_ERROR, "invalid close code")
+        raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, "invalid close code")
     try:
         payload[2:].decode()
     except UnicodeDecodeError as e:
-        raise ProtocolError(INVALID_DATA, "close reason is not UTF-8") from e
+        raise ProtocolError(CloseCode.INVALID_DATA, "close reason is not UTF-8") from e
     return close_frame(code)
