@@ -10,7 +10,7 @@ import uvicorn
 from rtt import tokens
 from rtt.app import server_config
 from rtt.logs import log_config
-from rtt.settings import Settings, settings_from
+from rtt.settings import Settings, SettingsError, settings_from
 
 
 def _print_demo(settings: Settings) -> None:
@@ -27,8 +27,16 @@ def _print_demo(settings: Settings) -> None:
     )
 
 
+def _settings(config: str | None, **options: object) -> Settings:
+    """The node's settings, or exit with the message naming the variable that is wrong."""
+    try:
+        return settings_from(config, **options)
+    except SettingsError as e:
+        sys.exit(f"rtt: {e}")
+
+
 def serve(args: argparse.Namespace) -> None:
-    settings = settings_from(
+    settings = _settings(
         args.config,
         host=args.host,
         port=args.port,
@@ -42,7 +50,7 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def token(args: argparse.Namespace) -> None:
-    settings = settings_from(args.config)
+    settings = _settings(args.config)
     if settings.generated_secrets:
         sys.exit(
             "rtt token: needs --config (or RTT_CONFIG): the demo app's secret changes every start"

@@ -1,6 +1,7 @@
 """Every secret, limit and timeout in one place, loaded from TOML and `RTT_*` variables.
 
-Apps are validated once at start-up (pydantic), so the request path can trust them.
+Apps and settings are validated once at start-up (pydantic, pydantic-settings), so the request
+path can trust them, and a bad value stops the node with a message naming what to fix.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class _Strict(BaseModel):
@@ -70,34 +72,80 @@ class AppsFile(_Strict):
     apps: dict[str, AppConfig]
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"RTT_{name}", default)
+class SettingsError(ValueError):
+    """A setting is malformed or out of range; the message names the `RTT_*` variable."""
 
 
-@dataclass
-class Settings:
-    """How one node runs. Defaults suit a single developer machine; tests shrink the timers."""
+class Settings(BaseSettings):
+    """How one node runs: one declaration per setting, read from `RTT_<NAME>` (or given on the
+    command line, which wins). Defaults suit a single developer machine; tests shrink the
+    timers. A malformed or out-of-range value stops the node at start-up, naming the variable."""
 
-    apps: dict[str, AppConfig]
+    model_config = SettingsConfigDict(env_prefix="RTT_", extra="forbid", validate_default=True)
+
+    apps: dict[str, AppConfig] = Field(default_factory=dict, exclude=True)
     host: str = "127.0.0.1"
-    port: int = 8080
-    engine: str = "local"
+    port: int = Field(8080, ge=0, le=65535)
+    engine: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
     database: Path = Path("rtt.db")
     public_host: str | None = None
-    public_port: int | None = None
-    heartbeat_seconds: float = 30.0
-    s2s_session_seconds: float = 1200.0
-    idempotency_seconds: float = 600.0
-    stream_max_items: int = 10000
-    stream_max_seconds: float = 7 * 24 * 3600.0
-    sweep_interval_seconds: float = 60.0
-    redis_timeout_seconds: float = 2.0
-    probe_interval_seconds: float = 1.0
-    presence_ttl_seconds: float = 10.0
-    session_buffer_bytes: int = 1024 * 1024
-    config_path: Path | None = None
-    generated_secrets: dict[str, str] = field(default_factory=dict)
+    public_port: int | None = Field(None, ge=1, le=65535)
+    heartbeat_seconds: float = Field(30.0, gt=0, le=3600)
+    s2s_session_seconds: float = Field(1200.0, gt=0)
+    idempotency_seconds: float = Field(600.0, gt=0)
+    stream_max_items: int = Field(10000, gt=0)
+    stream_max_seconds: float = Field(7 * 24 * 3600.0, ge=0)
+    sweep_interval_seconds: float = Field(60.0, gt=0)
+    redis_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    probe_interval_seconds: float = Field(1.0, gt=0, le=60)
+    presence_ttl_seconds: float = Field(10.0, gt=0)
+    # --- the edge: every per-connection and per-node resource is bounded ---------------------
+    socket_buffer_bytes: int = Field(
+        1024 * 1024,
+        ge=64 * 1024,
+        description="unread bytes a socket may hold (pushes, replies, pongs); more closes 4003",
+    )
+    socket_backlog: int = Field(
+        64, ge=1, le=4096, description="requests queued behind a busy socket; then reading pauses"
+    )
+    close_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="how long a closing socket waits for the peer's close"
+    )
+    max_connections: int = Field(
+        10000, ge=1, description="open HTTP and WebSocket connections per node; more get 503"
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="a request head must arrive whole within this"
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="a request body must arrive whole within this"
+    )
+    http_keepalive_seconds: float = Field(
+        5.0, gt=0, le=3600, description="an idle keep-alive connection is closed after this"
+    )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="larger bodies answer 413"
+    )
+    max_json_depth: int = Field(
+        64, ge=8, le=200, description="deeper JSON answers 400/40001 where it is parsed"
+    )
+    reply_max_bytes: int = Field(
+        256 * 1024,
+        ge=16 * 1024,
+        description="a page reply stops at this many bytes of items and says moreAfter",
+    )
+    reads_in_flight: int = Field(
+        4, ge=1, le=1024, description="client page reads the node runs at once; others wait"
+    )
+    config_path: Path | None = Field(None, exclude=True)
+    generated_secrets: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="after")
+    def _reply_fits_buffer(self) -> Settings:
+        if self.reply_max_bytes * 2 > self.socket_buffer_bytes:
+            raise ValueError("reply_max_bytes must be at most half of socket_buffer_bytes")
+        return self
 
     @property
     def endpoint_host(self) -> str:
@@ -109,6 +157,27 @@ class Settings:
     @property
     def endpoint_port(self) -> int:
         return self.public_port or self.port
+
+
+def _explain(error: ValidationError) -> SettingsError:
+    """pydantic's complaint, with each field named as the variable that set it."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = f"RTT_{field.upper()}" if field else "settings"
+        value = problem.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        lines.append(f"{name}: {problem['msg']}{shown}")
+    return SettingsError("invalid settings:\n  " + "\n  ".join(lines))
+
+
+def build_settings(**values: object) -> Settings:
+    """Settings from `values` (which win), then `RTT_*` variables, then defaults; raises
+    SettingsError naming the variable of any value it refuses."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as e:
+        raise _explain(e) from None
 
 
 def load_apps(path: Path) -> dict[str, AppConfig]:
@@ -135,43 +204,19 @@ def demo_apps() -> tuple[dict[str, AppConfig], dict[str, str]]:
     return {"demo": app}, generated
 
 
-def settings_from(
-    config: str | None = None,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    engine: str | None = None,
-    redis_url: str | None = None,
-    database: str | None = None,
-) -> Settings:
-    """Command-line values win over `RTT_*` variables, which win over defaults."""
+def settings_from(config: str | None = None, **options: object) -> Settings:
+    """Command-line values (None: not given) win over `RTT_*` variables, which win over
+    defaults. Apps come from the TOML file `config` (else RTT_CONFIG), or a demo app."""
     config = config or os.environ.get("RTT_CONFIG")
     generated: dict[str, str] = {}
     if config:
         apps = load_apps(Path(config))
     else:
         apps, generated = demo_apps()
-    engine = engine or _env("ENGINE", "local")
-    if engine not in ("local", "redis"):
-        raise ValueError(f"unknown engine {engine!r}: use local or redis")
-    public_port = os.environ.get("RTT_PUBLIC_PORT")
-    return Settings(
+    given = {name: value for name, value in options.items() if value is not None}
+    return build_settings(
         apps=apps,
-        host=host or _env("HOST", "127.0.0.1"),
-        port=port if port is not None else int(_env("PORT", "8080")),
-        engine=engine,
-        redis_url=redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        database=Path(database or _env("DATABASE", "rtt.db")),
-        public_host=os.environ.get("RTT_PUBLIC_HOST"),
-        public_port=int(public_port) if public_port else None,
-        heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", "30")),
-        s2s_session_seconds=float(_env("S2S_SESSION_SECONDS", "1200")),
-        stream_max_items=int(_env("STREAM_MAX_ITEMS", "10000")),
-        stream_max_seconds=float(_env("STREAM_MAX_SECONDS", str(7 * 24 * 3600))),
-        sweep_interval_seconds=float(_env("SWEEP_INTERVAL_SECONDS", "60")),
-        redis_timeout_seconds=float(_env("REDIS_TIMEOUT_SECONDS", "2")),
-        probe_interval_seconds=float(_env("PROBE_INTERVAL_SECONDS", "1")),
-        presence_ttl_seconds=float(_env("PRESENCE_TTL_SECONDS", "10")),
         config_path=Path(config) if config else None,
         generated_secrets=generated,
+        **given,
     )

@@ -220,7 +220,7 @@ class RttSocket:
             identity.profile,
             node.engine.store,
             self._gateway,
-            node.settings.session_buffer_bytes,
+            node.settings.socket_buffer_bytes,
         )
         return self._go_live(self._session, since)
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -369,7 +368,7 @@ async def test_offline_profile_gets_everything_after_restart(tmp_path: Path):
         finally:
             await s2s.close()
     async with (
-        running(replace(settings, port=free_port())) as second,
+        running(settings.model_copy(update={"port": free_port()})) as second,
         socket(second, "p9", since=0) as client,
     ):
         assert client.connect["seq"] == 6
@@ -405,7 +404,7 @@ async def test_connected_client_resumes_across_restart(tmp_path: Path):
     # the stop closed the socket
     async with asyncio.timeout(TIMEOUT):
         await client.ws.wait_closed()
-    async with running(replace(settings, port=free_port())) as second:
+    async with running(settings.model_copy(update={"port": free_port()})) as second:
         s2s = S2S(second)
         try:
             await send_many(s2s, "p1", 2, start=3)

@@ -19,7 +19,7 @@ COUNT = 120  # 12 MB: more than the kernel's socket buffers and the session's li
 async def test_slow_consumer_is_closed_without_delaying_others_and_resumes_gap_free(tmp_path):
     """Fails if a socket that stops reading buffers without bound, holds up a healthy one, or
     loses items when it comes back with `since`."""
-    settings = settings_for(tmp_path, session_buffer_bytes=256 * 1024)
+    settings = settings_for(tmp_path, socket_buffer_bytes=256 * 1024, reply_max_bytes=64 * 1024)
     async with running(settings) as server:
         s2s = S2S(server)
         stalled = await websockets.connect(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -523,7 +522,8 @@ async def test_push_disabled_app_queues_nothing(tmp_path: Path):
     settings = settings_for(tmp_path)
     demo = settings.apps["demo"]
     no_push = demo.model_copy(update={"features": demo.features.model_copy(update={"push": False})})
-    async with running(replace(settings, apps={**settings.apps, "demo": no_push})) as node:
+    apps = {**settings.apps, "demo": no_push}
+    async with running(settings.model_copy(update={"apps": apps})) as node:
         s2s = S2S(node)
         try:
             msg_id = await s2s.send(["off"])

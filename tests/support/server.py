@@ -6,13 +6,12 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
 from rtt.app import server_config
-from rtt.settings import AppConfig, Settings, load_apps
+from rtt.settings import AppConfig, Settings, build_settings, load_apps
 
 APPS_TOML = """
 [apps.demo]
@@ -66,17 +65,17 @@ ENGINE = {"engine": "local", "redis_url": ""}
 
 
 def test_settings(tmp: Path, **overrides: object) -> Settings:
-    settings = Settings(
-        apps=test_apps(tmp),
-        port=free_port(),
-        database=tmp / "rtt.db",
-        engine=ENGINE["engine"],
-        redis_url=ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
-        heartbeat_seconds=5.0,
-        sweep_interval_seconds=3600.0,
-        probe_interval_seconds=0.5,
-    )
-    return replace(settings, **overrides)  # type: ignore[arg-type]
+    values: dict[str, object] = {
+        "apps": test_apps(tmp),
+        "port": free_port(),
+        "database": tmp / "rtt.db",
+        "engine": ENGINE["engine"],
+        "redis_url": ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
+        "heartbeat_seconds": 5.0,
+        "sweep_interval_seconds": 3600.0,
+        "probe_interval_seconds": 0.5,
+    }
+    return build_settings(**(values | overrides))
 
 
 class RunningServer:
