@@ -19,8 +19,40 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(raw: str | bytes) -> Any:
-    """The one JSON decoder rtt uses on the wire; raises ValueError on bad JSON."""
+    """The JSON decoder for what rtt wrote itself; raises ValueError on bad JSON."""
     return orjson.loads(raw)
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than the node accepts (RTT_MAX_JSON_DEPTH)."""
+
+
+def loads_untrusted(raw: bytes, max_depth: int) -> Any:
+    """Decode what a client sent, refusing nesting deeper than `max_depth` (TooDeep) as well as
+    bad JSON (ValueError). The limit keeps every accepted value re-encodable: orjson encodes at
+    most 254 levels, and a deeper value would fail later, after it was accepted.
+
+    Counting brackets in C bounds the depth from above, so the walk only runs for bodies with
+    more than `max_depth` brackets, and stops at the first level too deep."""
+    value = orjson.loads(raw)
+    if raw.count(b"[") + raw.count(b"{") > max_depth and _deeper_than(value, max_depth):
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _deeper_than(value: Any, max_depth: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(max_depth):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rtt.errors import Reason, RttError, invalid
-from rtt.protocol import dumps, loads
-
-MAX_BODY_BYTES = 2 * 1024 * 1024
+from rtt.protocol import TooDeep, dumps, loads_untrusted
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413/40600) as soon as it passes `limit`."""
     too_large = RttError(413, Reason.TOO_LARGE, f"request body larger than {limit} bytes")
     declared = request.headers.get("content-length")
@@ -29,10 +27,13 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+async def read_json(request: Request, limit: int, max_depth: int) -> Any:
+    """The body as JSON, refused (400/40001) when malformed or nested deeper than `max_depth`."""
     raw = await read_body(request, limit)
     try:
-        return loads(raw)
+        return loads_untrusted(raw, max_depth)
+    except TooDeep as e:
+        raise invalid(str(e)) from None
     except ValueError:
         raise invalid("body is not valid JSON") from None
 

@@ -26,7 +26,7 @@ from rtt.domain.messages import new_id
 from rtt.domain.ratelimit import TokenBucket
 from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
-from rtt.protocol import dumps, loads, unsequenced
+from rtt.protocol import TooDeep, dumps, loads_untrusted, unsequenced
 from rtt.realtime.session import Session, Wire
 from rtt.websocket.frames import text_frame
 from rtt.websocket.protocol import Endpoint, WebSocketProtocol
@@ -66,7 +66,9 @@ def _check_connect(
 ) -> tuple[tokens.Identity, int | None]:
     """The first message must be a valid CONNECT: return (identity, since), or raise _Refused."""
     try:
-        frame = loads(payload) if payload is not None else None
+        frame = (
+            loads_untrusted(payload, node.settings.max_json_depth) if payload is not None else None
+        )
     except ValueError:
         frame = None
     if frame is None:
@@ -182,7 +184,10 @@ class RttSocket:
             self._session.send_now(_error_reply({}, too_large))
             return None
         try:
-            frame = loads(payload)
+            frame = loads_untrusted(payload, self._node.settings.max_json_depth)
+        except TooDeep as e:
+            self._session.send_now(_error_reply({}, invalid(str(e))))
+            return None
         except ValueError:
             self._session.send_now(_error_reply({}, invalid("frame is not JSON")))
             return None

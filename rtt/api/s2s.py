@@ -133,7 +133,7 @@ async def s2s_dispatcher(request: Request) -> Response:
 
 async def _dispatch(node: Node, request: Request) -> Response:
     try:
-        body = await read_json(request)
+        body = await read_json(request, node.settings.max_body_bytes, node.settings.max_json_depth)
         if not isinstance(body, dict):
             raise invalid("body must be a JSON object")
     except RttError as e:
