@@ -17,8 +17,7 @@ from rtt.errors import CloseCode
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
-_DATA = frozenset({CONTINUATION, TEXT, BINARY})
-_CONTROL = frozenset({CLOSE, PING, PONG})
+_OPCODES = frozenset({CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG})  # control ones are >= 8
 # close codes a peer may send (RFC 6455 §7.4, IANA registry); 1004-1006 and 1015 are reserved
 _PEER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)})
 
@@ -64,7 +63,9 @@ def parse(
     buffer: bytes | bytearray, start: int, max_size: int
 ) -> tuple[int, bool, bytes, int] | None:
     """The frame at `start`: (opcode, fin, unmasked payload, where the next frame starts), or
-    None while it is incomplete. A declared length over `max_size` fails before it is read."""
+    None while it is incomplete. Every rule is checked as soon as the bytes that break it are
+    in, so a bad frame fails at its header: a data frame declared longer than `max_size` (1009)
+    is never buffered, nor is a length RFC 6455 §5.2 forbids (1002)."""
     available = len(buffer) - start
     if available < 2:
         return None
@@ -77,25 +78,34 @@ def parse(
         )
     if not second & 0x80:
         raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, "client frames must be masked")
-    if opcode not in _DATA and opcode not in _CONTROL:
+    if opcode not in _OPCODES:
         raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"unknown opcode {opcode}")
     length = second & 0x7F
+    control = opcode >= CLOSE
+    if control and (length > 125 or not fin):
+        raise ProtocolError(
+            CloseCode.PROTOCOL_VIOLATION, "control frames must be whole and at most 125 bytes"
+        )
     header = 6  # with the 4-byte mask
     if length == 126:
         header = 8
         if available < 4:
             return None
         length = int.from_bytes(buffer[start + 2 : start + 4], "big")
+        if length < 126:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, "length not minimally encoded")
     elif length == 127:
         header = 14
         if available < 10:
             return None
         length = int.from_bytes(buffer[start + 2 : start + 10], "big")
-    if opcode in _CONTROL and (length > 125 or not fin):
-        raise ProtocolError(
-            CloseCode.PROTOCOL_VIOLATION, "control frames must be whole and at most 125 bytes"
-        )
-    if length > max_size:
+        if length >> 63:
+            raise ProtocolError(
+                CloseCode.PROTOCOL_VIOLATION, "64-bit length with its most significant bit set"
+            )
+        if length < 65536:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, "length not minimally encoded")
+    if length > max_size and not control:
         raise ProtocolError(CloseCode.TOO_BIG, "frame too large")
     end = start + header + length
     if len(buffer) < end:

@@ -92,3 +92,50 @@ def test_handshake_reads_header_lists_and_repeats():
     with pytest.raises(handshake.Refused) as e:
         handshake.upgrade(request.replace(b"GET", b"POST"), "/rtt")
     assert e.value.response.startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes([0x81, 0xFE]) + (125).to_bytes(2, "big"),
+        bytes([0x81, 0xFE]) + (0).to_bytes(2, "big"),
+        bytes([0x81, 0xFF]) + (65535).to_bytes(8, "big"),
+        bytes([0x81, 0xFF]) + (5).to_bytes(8, "big"),
+        bytes([0x81, 0xFF]) + (1 << 63).to_bytes(8, "big"),
+        bytes([0x81, 0xFF]) + ((1 << 63) | 200).to_bytes(8, "big"),
+        bytes([0x89, 0xFE]),  # a control frame can't have an extended length at all
+    ],
+    ids=[
+        "16-bit-125",
+        "16-bit-0",
+        "64-bit-65535",
+        "64-bit-5",
+        "64-bit-msb",
+        "64-bit-msb-small",
+        "ping-126",
+    ],
+)
+def test_parse_refuses_a_length_rfc_6455_forbids_with_1002(header):
+    """Pins: a 64-bit length with its most significant bit set answered 1009 (it is a protocol
+    violation, 1002) and non-minimal length encodings were accepted (RFC 6455 §5.2: "the
+    minimal number of bytes MUST be used"). Each fails at its header, before any payload."""
+    with pytest.raises(frames.ProtocolError) as e:
+        frames.parse(header + os.urandom(4), 0, 1 << 20)
+    assert e.value.code == CloseCode.PROTOCOL_VIOLATION
+
+
+@pytest.mark.parametrize("size", [125, 126, 65535, 65536])
+def test_parse_accepts_every_minimal_length_at_its_bounds(size):
+    """Fails if the minimal-encoding rule refuses a length at the edge of its form."""
+    data = masked(0x82, b"y" * size)
+    assert frames.parse(data, 0, 1 << 20) == (frames.BINARY, True, b"y" * size, len(data))
+
+
+def test_parse_limit_applies_to_data_frames_only():
+    """Fails if a small max_size (what remains of a fragmented message's budget) refuses a
+    ping in the middle of the message: control frames are bounded by 125 bytes, not by it."""
+    ping = masked(0x89, b"p" * 100)
+    assert frames.parse(ping, 0, 10) == (frames.PING, True, b"p" * 100, len(ping))
+    with pytest.raises(frames.ProtocolError) as e:
+        frames.parse(masked(0x00, b"c" * 11), 0, 10)
+    assert e.value.code == CloseCode.TOO_BIG
