@@ -1,13 +1,18 @@
 """`GET /rtt`: the brainCloud-style RTT socket (API.md §4), above the WebSocket protocol.
 
 CONNECT authenticates with a JWT, then the socket carries pushed stream frames one way and
-request/response pairs (`requestId`) the other. A socket silent for twice heartbeatSeconds closes.
+request/response pairs (`requestId`) the other. Every period is twice heartbeatSeconds: CONNECT
+must come within one of the upgrade, and a connected socket that receives no frame at all (a
+ping counts) for one closes.
 
 rtt/websocket/protocol.py calls `RttSocket.received` with each whole message, in a
 callback. What needs no await (heartbeats, refusals, malformed frames, rate limits) is answered
 there and then. What does (CONNECT, a request) runs in a task, one at a time per socket: messages
-that arrive meanwhile wait in a backlog, so replies keep request order. An idle socket has no
-task, only a timer that checks for silence once per silence period.
+that arrive meanwhile wait in a backlog, so replies keep request order. The backlog is bounded
+(RTT_SOCKET_BACKLOG messages, RTT_SOCKET_BUFFER_BYTES bytes): at either bound the socket stops
+reading. A reply is written once the client has read what came before it (`drain`), so a
+reading client is never closed as slow because of replies. An idle socket has no task, only a
+timer that checks for silence once per silence period.
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ log = logging.getLogger("rtt.socket")
 PATH = "/rtt"
 HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
 STALE = -1
-BACKLOG_LIMIT = 64  # messages waiting behind a busy socket before the gateway stops reading
 
 Work = Coroutine[Any, Any, None]
 
 
 class Gateway(Wire, Protocol):
     """What a socket needs of its connection besides the session's Wire."""
+
+    last_received: float  # time.monotonic() of the last whole frame from the client
 
     def pause_reading(self) -> None: ...
 
@@ -116,11 +122,12 @@ class RttSocket:
 
     __slots__ = (
         "_backlog",
+        "_backlog_bytes",
         "_bucket",
         "_caller",
         "_closed",
         "_gateway",
-        "_last_seen",
+        "_holding",
         "_node",
         "_session",
         "_timer",
@@ -136,9 +143,10 @@ class RttSocket:
         self._caller: Caller | None = None
         self._bucket: TokenBucket | None = None
         self._backlog: deque[tuple[bytes, bool]] | None = None
+        self._backlog_bytes = 0
+        self._holding = False  # reading is paused because the backlog is full
         self._work: asyncio.Task[None] | None = None
         self._closed = False
-        self._last_seen = time.monotonic()
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._silence_limit(), self._check_silence
         )
@@ -147,7 +155,6 @@ class RttSocket:
 
     def received(self, payload: bytes, text: bool) -> None:
         """A whole message from the client: answered now, or after the one in progress."""
-        self._last_seen = time.monotonic()
         if self._work is None:
             work = self._handle(payload, text)
             if work is not None:
@@ -156,8 +163,18 @@ class RttSocket:
         if self._backlog is None:
             self._backlog = deque()
         self._backlog.append((payload, text))
-        if len(self._backlog) == BACKLOG_LIMIT:
+        self._backlog_bytes += len(payload)
+        if not self._holding and self._backlog_full(self._backlog):
+            self._holding = True
             self._gateway.pause_reading()
+
+    def _backlog_full(self, backlog: deque[tuple[bytes, bool]]) -> bool:
+        """The backlog holds RTT_SOCKET_BACKLOG messages or RTT_SOCKET_BUFFER_BYTES bytes."""
+        settings = self._node.settings
+        return (
+            len(backlog) >= settings.socket_backlog
+            or self._backlog_bytes >= settings.socket_buffer_bytes
+        )
 
     def closed(self) -> None:
         """The socket is closing: stop the stream; leave the hub once in-flight work is done."""
@@ -220,13 +237,7 @@ class RttSocket:
         self._caller = Caller(identity.app, app, identity.profile, identity.name)
         self._bucket = TokenBucket(app.limits.client_requests_per_second, time.monotonic())
         # the session exists before any await, so a close from here on always leaves the hub
-        self._session = Session(
-            identity.app,
-            identity.profile,
-            node.engine.store,
-            self._gateway,
-            node.settings.socket_buffer_bytes,
-        )
+        self._session = Session(identity.app, identity.profile, node.engine.store, self._gateway)
         return self._go_live(self._session, since)
 
     async def _go_live(self, session: Session, since: int | None) -> None:
@@ -255,7 +266,9 @@ class RttSocket:
             await session.resume(since)
 
     async def _answer(self, session: Session, caller: Caller, frame: dict[str, Any]) -> None:
-        session.send_now(await _reply(self._node, caller, frame))
+        reply = await _reply(self._node, caller, frame)
+        if await self._gateway.drain():  # at the client's pace: a reply never makes it "slow"
+            session.send_now(reply)
 
     async def _run(self, work: Work | None) -> None:
         """Await `work`, then every backlogged message in order, until the backlog is empty."""
@@ -266,7 +279,9 @@ class RttSocket:
                 while work is None and self._backlog and not self._closed:
                     backlog = self._backlog
                     payload, text = backlog.popleft()
-                    if len(backlog) == BACKLOG_LIMIT - 1:
+                    self._backlog_bytes -= len(payload)
+                    if self._holding and not self._backlog_full(backlog):
+                        self._holding = False
                         self._gateway.resume_reading()
                     work = self._handle(payload, text)
         except EngineUnavailable:
@@ -297,30 +312,45 @@ class RttSocket:
         return self._node.settings.heartbeat_seconds * 2
 
     def _check_silence(self) -> None:
-        """Fires once per silence period, not per message: re-arm for what remains of it."""
-        limit = self._silence_limit()
-        remaining = self._last_seen + limit - time.monotonic()
-        if remaining > 0.001 or self._work is not None:  # busy counts as activity
-            delay = remaining if remaining > 0.001 else limit
-            self._timer = asyncio.get_running_loop().call_later(delay, self._check_silence)
-            return
+        """Fires once per silence period, not per frame: re-arm for what remains of it. Any
+        frame counts (the gateway stamps each read), and so does a request in progress: its
+        waits are bounded (the engine's timeouts, the gateway's drain timeout). Before CONNECT
+        nothing counts: pings alone must not hold an unauthenticated socket open."""
         self._timer = None
         if self._session is None:
             refused = _expected_connect()
             self._refuse(refused.reason, refused.code, refused.close)
-        else:
-            self._refuse("heartbeat timeout", Reason.INVALID_REQUEST, CloseCode.HEARTBEAT_TIMEOUT)
+            return
+        limit = self._silence_limit()
+        remaining = self._gateway.last_received + limit - time.monotonic()
+        if remaining > 0.001 or self._work is not None:
+            delay = remaining if remaining > 0.001 else limit
+            self._timer = asyncio.get_running_loop().call_later(delay, self._check_silence)
+            return
+        self._refuse("heartbeat timeout", Reason.INVALID_REQUEST, CloseCode.HEARTBEAT_TIMEOUT)
 
 
 def endpoint(node: Node) -> Endpoint:
     """`/rtt` for the WebSocket protocol: messages up to the largest app's max_frame_bytes plus
-    HEADROOM are read (an app's own limit then answers 40600); larger ones close with 1009."""
-    largest = max(app.limits.max_frame_bytes for app in node.settings.apps.values())
+    HEADROOM are read (an app's own limit then answers 40600); larger ones close with 1009.
+    Each connection's unread bytes are bounded by RTT_SOCKET_BUFFER_BYTES; a reply or replay
+    frame waits for a client that does not read for at most one silence period (twice
+    heartbeatSeconds), then it closes 4003; a closing socket waits RTT_CLOSE_TIMEOUT_SECONDS
+    for the client's close frame."""
+    settings = node.settings
+    largest = max(app.limits.max_frame_bytes for app in settings.apps.values())
 
     def open_socket(connection: WebSocketProtocol, query: dict[str, str]) -> RttSocket:
         return RttSocket(node, connection, query.get("token"))
 
-    return Endpoint(PATH, largest + HEADROOM, open_socket)
+    return Endpoint(
+        PATH,
+        largest + HEADROOM,
+        open_socket,
+        buffer_bytes=settings.socket_buffer_bytes,
+        drain_timeout=settings.heartbeat_seconds * 2,
+        close_timeout=settings.close_timeout_seconds,
+    )
 
 
 async def _reply(node: Node, caller: Caller, frame: dict[str, Any]) -> bytes:

@@ -7,9 +7,9 @@ missed or is still in flight. After a short grace the gap is read back from the 
 every pushed item was committed before it was published. Meanwhile frames wait in `pending`.
 
 Frames are written synchronously to the socket's transport (see websocket/protocol.py): no task,
-queue or await per frame. The transport's own buffer is the bound: a client that lets more than
-`max_buffer_bytes` pile up is closed as too slow and resumes with `since`, so one slow client
-never delays the others.
+queue or await per frame. The connection's byte budget is the bound: a client that lets more
+than RTT_SOCKET_BUFFER_BYTES pile up unread is closed as too slow (4003) and resumes with
+`since`, so one slow client never delays the others.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ GAP_GRACE_SECONDS = 0.1
 class Wire(Protocol):
     """Where a session's frames go: whole WebSocket frames, written at once."""
 
-    def write(self, frame: bytes) -> int:
-        """Write one frame; return how many bytes are still buffered for this socket."""
+    def write(self, frame: bytes) -> None:
+        """Write one frame under the connection's byte budget (over it, the wire closes 4003)."""
         ...
 
-    async def drain(self) -> None:
-        """Wait until the buffered bytes are back under the transport's high-water mark."""
+    async def drain(self) -> bool:
+        """Wait until the buffered bytes are back under the transport's high-water mark (a
+        bounded wait); False once the wire is closing and nothing more will be written."""
         ...
 
     def close(self, code: int, reason: str) -> None:
@@ -54,7 +55,6 @@ class Session:
         "_gap_timer",
         "_healer",
         "_live",
-        "_max_buffer_bytes",
         "_pending",
         "_store",
         "_wire",
@@ -63,14 +63,11 @@ class Session:
         "profile",
     )
 
-    def __init__(
-        self, app: str, profile: str, store: Store, wire: Wire, max_buffer_bytes: int
-    ) -> None:
+    def __init__(self, app: str, profile: str, store: Store, wire: Wire) -> None:
         self.app = app
         self.profile = profile
         self._store = store
         self._wire = wire
-        self._max_buffer_bytes = max_buffer_bytes
         self.last_seq = 0
         self._live = False  # False while the store is being read; live frames wait in pending
         self._pending: list[tuple[int, bytes]] = []
@@ -82,24 +79,17 @@ class Session:
 
     def send_now(self, payload: bytes) -> None:
         """Write a JSON frame outside the stream (a reply, a control frame)."""
-        self._write(text_frame(payload))
-
-    def _write(self, frame: bytes) -> None:
-        if self._closed:
-            return
-        if self._wire.write(frame) > self._max_buffer_bytes:
-            self._closed = True
-            self._wire.close(CloseCode.SLOW_CONSUMER, "too slow: resume with since")
+        self._wire.write(text_frame(payload))
 
     def push(self, seq: int, frame: bytes) -> None:
         """A live frame from the hub, already WebSocket-framed; seq 0 is outside the stream."""
         if seq == 0:
-            self._write(frame)
+            self._wire.write(frame)
         elif not self._live:
             self._pending.append((seq, frame))
         elif seq == self.last_seq + 1:
             self.last_seq = seq
-            self._write(frame)
+            self._wire.write(frame)
             if self._pending and self._drain_pending() and self._gap_timer is not None:
                 self._gap_timer.cancel()  # the late frame arrived: no store read needed
                 self._gap_timer = None
@@ -172,7 +162,10 @@ class Session:
                 if seq == self.last_seq + 1:
                     self.last_seq = seq
                     self.send_now(payload)
-                    await self._wire.drain()  # a backlog goes at the client's pace, not ours
+                    # a backlog goes at the client's pace, not ours (within the wire's bound)
+                    if not await self._wire.drain():
+                        self._closed = True
+                        return
             if len(items) == REPLAY_BATCH:
                 continue
             if self._drain_pending():
@@ -189,7 +182,7 @@ class Session:
             elif seq == self.last_seq + 1:
                 self._pending.pop(0)
                 self.last_seq = seq
-                self._write(frame)
+                self._wire.write(frame)
             else:
                 return False
         return True

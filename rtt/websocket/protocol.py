@@ -15,6 +15,8 @@ transport and the handler's state: no task, stream reader, queue or event.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,7 +29,6 @@ from rtt.errors import CloseCode
 from rtt.websocket import frames, handshake
 
 ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
-CLOSE_TIMEOUT = 3.0  # how long a closing socket waits for the peer before the TCP close
 
 
 class Handler(Protocol):
@@ -45,11 +46,23 @@ class Handler(Protocol):
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """What the app tells the protocol: the path it serves, the largest message it reads (more
-    closes with 1009), and what opens a handler for an upgraded connection and its query."""
+    closes with 1009), what opens a handler for an upgraded connection and its query, and the
+    connection's bounds:
+
+    - `buffer_bytes`: every byte written to a connection (frames, pongs, the close) is under
+      this one budget of bytes the peer has not read yet; past it the connection closes 4003.
+    - `drain_timeout`: how long `drain()` may wait for a peer that does not read before the
+      connection closes 4003.
+    - `close_timeout`: how long a closing connection waits for the peer's close frame before
+      the TCP connection is cut.
+    """
 
     path: str
     max_message_bytes: int
     open: Callable[[WebSocketProtocol, dict[str, str]], Handler]
+    buffer_bytes: int
+    drain_timeout: float
+    close_timeout: float
 
 
 # _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
@@ -57,22 +70,35 @@ _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
 
 
 class WebSocketProtocol(asyncio.Protocol):
-    """One WebSocket connection, from the upgrade request to the TCP close."""
+    """One WebSocket connection, from the upgrade request to the TCP close.
+
+    Flow control runs both ways. Out: the transport's unread bytes are bounded by the
+    endpoint's `buffer_bytes` (more closes 4003). In: frames are parsed only while the
+    transport accepts writes (a peer that does not read cannot make the node produce more,
+    pongs included) and while the handler wants more; otherwise the socket is not read and
+    unparsed bytes wait in `_buffer` (at most one read's worth plus one frame).
+    """
 
     _transport: asyncio.Transport  # uvicorn calls connection_made right after __init__
 
     __slots__ = (
+        "_budget",
         "_buffer",
         "_close_timer",
+        "_decoder",
+        "_drain_timer",
         "_drained",
         "_endpoint",
         "_handler",
+        "_held",
         "_message",
         "_message_opcode",
         "_paused",
+        "_reading",
         "_server_state",
         "_state",
         "_transport",
+        "last_received",
     )
 
     def __init__(
@@ -82,15 +108,22 @@ class WebSocketProtocol(asyncio.Protocol):
         if not isinstance(endpoint, Endpoint):
             raise RuntimeError("WebSocketProtocol needs an Endpoint in the lifespan state")
         self._endpoint = endpoint
+        self._budget = endpoint.buffer_bytes
         self._server_state = server_state
         self._state = _HANDSHAKE
         self._buffer: bytearray | None = None  # bytes received but not yet parsed
         self._message: bytearray | None = None  # a fragmented message being assembled
         self._message_opcode = frames.TEXT
+        self._decoder: codecs.IncrementalDecoder | None = None  # a fragmented text's UTF-8
         self._handler: Handler | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._paused = False
+        self._paused = False  # the transport is over its high-water mark
+        self._held = False  # the handler asked to stop reading
+        self._reading = True  # neither of the above: frames are parsed
         self._drained: asyncio.Future[None] | None = None  # exists only while someone waits
+        self._drain_timer: asyncio.TimerHandle | None = None
+        # when the last whole frame arrived, read by the handler when its silence timer fires
+        self.last_received = time.monotonic()
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
@@ -101,40 +134,25 @@ class WebSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._state == _HANDSHAKE:
             self._handshake(data)
+        elif self._state == _CLOSED:
             return
-        if self._state == _CLOSED:
-            return
-        buffer: bytes | bytearray = data
-        if self._buffer is not None:
+        elif self._buffer is not None:
             self._buffer += data
-            buffer = self._buffer
-        start = 0
-        try:
-            while self._state != _CLOSED:
-                frame = frames.parse(buffer, start, self._endpoint.max_message_bytes)
-                if frame is None:
-                    break
-                opcode, fin, payload, start = frame
-                self._frame(opcode, fin, payload)
-        except frames.ProtocolError as e:
-            self._fail(e.code, e.reason)
-            return
-        if start == len(buffer) or self._state == _CLOSED:
-            self._buffer = None
-        elif buffer is self._buffer:
-            del self._buffer[:start]
+            self._parse(self._buffer)
         else:
-            self._buffer = bytearray(buffer[start:])
+            self._parse(data)
 
     def eof_received(self) -> bool:
         return False  # the peer is done sending: close our side too (connection_lost follows)
 
     def pause_writing(self) -> None:
         self._paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
         self._wake_drainer()
+        self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = _CLOSED
@@ -142,7 +160,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        self._buffer = self._message = None
+        self._buffer = self._message = self._decoder = None
         self._wake_drainer()
         self._end()
 
@@ -156,41 +174,51 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # --- what the handler above uses ---------------------------------
 
-    def write(self, frame: bytes) -> int:
-        """Write one whole frame; returns the bytes the transport still holds for this peer."""
+    def write(self, frame: bytes) -> None:
+        """Write one whole frame, under the connection's budget: if the peer's unread bytes
+        then exceed it, the connection closes as too slow (4003)."""
         if self._state != _OPEN:
-            return 0
+            return
         transport = self._transport
         transport.write(frame)
-        return transport.get_write_buffer_size()
+        if transport.get_write_buffer_size() > self._budget:
+            self.close(CloseCode.SLOW_CONSUMER, "too slow: unread bytes over the budget")
 
-    async def drain(self) -> None:
-        """Wait until the transport is under its high-water mark (or the socket is gone)."""
-        if self._paused and self._state != _CLOSED:
-            if self._drained is None or self._drained.done():
-                self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
+    async def drain(self) -> bool:
+        """Wait until the transport is under its high-water mark; True if the connection is
+        still open. A peer that does not read for the endpoint's `drain_timeout` meanwhile is
+        closed as too slow (4003), so no caller waits longer than that."""
+        if self._paused and self._state == _OPEN:
+            drained = self._drained
+            if drained is None:
+                loop = asyncio.get_running_loop()
+                drained = self._drained = loop.create_future()
+                self._drain_timer = loop.call_later(self._endpoint.drain_timeout, self._stuck)
+            await asyncio.shield(drained)  # one waiter cancelled must not cancel the others
+        return self._state == _OPEN
 
     def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake: no frame is written after this one. The peer has
-        CLOSE_TIMEOUT to answer before the connection is cut."""
+        """Start the closing handshake: no frame is written after this one. The peer has the
+        endpoint's `close_timeout` to answer before the connection is cut."""
         if self._state != _OPEN:
             return
         transport = self._transport
         transport.write(frames.close_frame(code, reason))
         self._state = _CLOSING
         loop = asyncio.get_running_loop()
-        self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
+        self._close_timer = loop.call_later(self._endpoint.close_timeout, transport.abort)
+        self._wake_drainer()
         self._end()
 
     def pause_reading(self) -> None:
-        """Stop reading the peer (its own TCP window then slows it down)."""
-        if self._state != _CLOSED:
-            self._transport.pause_reading()
+        """Stop reading the peer (its own TCP window then slows it down); no message is handed
+        to the handler until `resume_reading`."""
+        self._held = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
-        if self._state != _CLOSED:
-            self._transport.resume_reading()
+        self._held = False
+        self._update_reading()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a coroutine for this connection as a task uvicorn waits for on shutdown."""
@@ -224,15 +252,58 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         transport.write(upgrade.response)
         self._state = _OPEN
+        self.last_received = time.monotonic()
         self._handler = self._endpoint.open(self, upgrade.query)
         rest = request[head_end + 4 :]
         if rest:
             self.data_received(bytes(rest))
 
+    def _parse(self, buffer: bytes | bytearray) -> None:
+        """Handle the whole frames in `buffer` while reading is on; keep the rest."""
+        start = 0
+        max_size = self._endpoint.max_message_bytes
+        try:
+            while self._reading and self._state != _CLOSED:
+                message = self._message
+                limit = max_size if message is None else max_size - len(message)
+                frame = frames.parse(buffer, start, limit)
+                if frame is None:
+                    break
+                opcode, fin, payload, start = frame
+                self._frame(opcode, fin, payload)
+        except frames.ProtocolError as e:
+            self._fail(e.code, e.reason)
+            return
+        if start:
+            self.last_received = time.monotonic()  # once per read, not per frame
+        if start == len(buffer) or self._state == _CLOSED:
+            self._buffer = None
+        elif buffer is self._buffer:
+            del self._buffer[:start]
+        else:
+            self._buffer = bytearray(buffer[start:])
+
+    def _parse_buffered(self) -> None:
+        """Reading resumed: handle what was received while it was off."""
+        if self._buffer is not None and self._reading and _HANDSHAKE < self._state < _CLOSED:
+            self._parse(self._buffer)
+
+    def _update_reading(self) -> None:
+        """Read the peer exactly while neither the transport nor the handler says stop."""
+        reading = not (self._paused or self._held)
+        if reading == self._reading or self._state == _CLOSED:
+            return
+        self._reading = reading
+        if not reading:
+            self._transport.pause_reading()
+            return
+        self._transport.resume_reading()
+        if self._buffer:  # not from inside a callback of the handler's or the transport's
+            asyncio.get_running_loop().call_soon(self._parse_buffered)
+
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode == frames.PING:
-            if self._state == _OPEN:
-                self._transport.write(frames.pong_frame(payload))
+            self.write(frames.pong_frame(payload))
             return
         if opcode == frames.PONG:
             return
@@ -243,31 +314,30 @@ class WebSocketProtocol(asyncio.Protocol):
         if opcode == frames.CONTINUATION:
             if message is None:
                 raise frames.ProtocolError(CloseCode.PROTOCOL_VIOLATION, "continuation of nothing")
-            if len(message) + len(payload) > self._endpoint.max_message_bytes:
-                raise frames.ProtocolError(CloseCode.TOO_BIG, "message too large")
             message += payload
+            if self._decoder is not None:
+                _check_utf8(self._decoder, payload, fin)
             if not fin:
                 return
-            self._message = None
-            payload, opcode = bytes(message), self._message_opcode
+            self._message = self._decoder = None
+            self._deliver(self._message_opcode, bytes(message))
         elif message is not None:
             raise frames.ProtocolError(
                 CloseCode.PROTOCOL_VIOLATION, "a fragmented message is unfinished"
             )
-        elif not fin:
+        elif fin:
+            if opcode == frames.TEXT:
+                _check_utf8(None, payload, True)
+            self._deliver(opcode, payload)
+        else:
             self._message, self._message_opcode = bytearray(payload), opcode
-            return
-        self._deliver(opcode, payload)
+            if opcode == frames.TEXT:  # checked as it comes, so bad text fails at once
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                _check_utf8(self._decoder, payload, False)
 
     def _deliver(self, opcode: int, payload: bytes) -> None:
-        if self._state != _OPEN or self._handler is None:
-            return  # closing: the peer's data no longer matters
-        if opcode == frames.TEXT:
-            try:
-                payload.decode()
-            except UnicodeDecodeError:
-                raise frames.ProtocolError(CloseCode.INVALID_DATA, "text is not UTF-8") from None
-        self._handler.received(payload, opcode == frames.TEXT)
+        if self._state == _OPEN and self._handler is not None:  # closing: no longer matters
+            self._handler.received(payload, opcode == frames.TEXT)
 
     def _closed_by_peer(self, payload: bytes) -> None:
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
@@ -281,8 +351,13 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._state == _OPEN:
             self.close(code, reason)
         self._state = _CLOSED
-        self._buffer = self._message = None
+        self._buffer = self._message = self._decoder = None
         self._transport.close()
+
+    def _stuck(self) -> None:
+        """A drain waited `drain_timeout` for a peer that does not read."""
+        self._drain_timer = None
+        self.close(CloseCode.SLOW_CONSUMER, "too slow: not reading")
 
     def _end(self) -> None:
         handler, self._handler = self._handler, None
@@ -290,6 +365,20 @@ class WebSocketProtocol(asyncio.Protocol):
             handler.closed()
 
     def _wake_drainer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder | None, data: bytes, final: bool) -> None:
+    """Fail with 1007 on text that is not UTF-8 (RFC 6455 §8.1)."""
+    try:
+        if decoder is None:
+            data.decode()
+        else:
+            decoder.decode(data, final)
+    except UnicodeDecodeError:
+        raise frames.ProtocolError(CloseCode.INVALID_DATA, "text is not UTF-8") from None
