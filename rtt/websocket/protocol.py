@@ -76,7 +76,7 @@ class WebSocketProtocol(asyncio.Protocol):
     endpoint's `buffer_bytes` (more closes 4003). In: frames are parsed only while the
     transport accepts writes (a peer that does not read cannot make the node produce more,
     pongs included) and while the handler wants more; otherwise the socket is not read and
-    unparsed bytes wait in `_buffer` (at most one read's worth plus one frame).
+    unparsed bytes wait in `_buffer` (at most one read's worth and one unfinished frame).
     """
 
     _transport: asyncio.Transport  # uvicorn calls connection_made right after __init__
@@ -284,9 +284,14 @@ class WebSocketProtocol(asyncio.Protocol):
             self._buffer = bytearray(buffer[start:])
 
     def _parse_buffered(self) -> None:
-        """Reading resumed: handle what was received while it was off."""
-        if self._buffer is not None and self._reading and _HANDSHAKE < self._state < _CLOSED:
+        """Reading is back on: handle what was received while it was off, and read the socket
+        again only once that is done (else each pause would leave one more read behind)."""
+        if not (self._reading and _HANDSHAKE < self._state < _CLOSED):
+            return
+        if self._buffer is not None:
             self._parse(self._buffer)
+        if self._reading and self._state != _CLOSED:
+            self._transport.resume_reading()
 
     def _update_reading(self) -> None:
         """Read the peer exactly while neither the transport nor the handler says stop."""
@@ -296,10 +301,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._reading = reading
         if not reading:
             self._transport.pause_reading()
-            return
-        self._transport.resume_reading()
-        if self._buffer:  # not from inside a callback of the handler's or the transport's
+        elif self._buffer:  # not from inside a callback of the handler's or the transport's
             asyncio.get_running_loop().call_soon(self._parse_buffered)
+        else:
+            self._transport.resume_reading()
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode == frames.PING:

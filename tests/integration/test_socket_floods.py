@@ -1,0 +1,294 @@
+"""Floods against a node process: its resident memory (VmRSS) before, at the peak and after,
+while a healthy client beside the flood keeps being served. Bounded in count and time.
+
+The node runs as a subprocess (`rtt serve`, the engine under test), so its RSS is its own; the
+flooding clients never read, or read nothing but what they must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+from loadtest.fanout import rss_bytes
+from loadtest.node import NodeProcess
+from tests.support import server as test_server
+from tests.support.clients import S2S, Rtt, socket, token
+from tests.support.raw_ws import PING, TEXT, Raw, masked_frame, open_raw
+from tests.support.server import APPS_TOML
+from tests.support.waits import eventually
+
+MB = 1024 * 1024
+GROWTH_BOUND = 64 * MB  # what a flood may add to the node's resident memory
+FLOOD_SECONDS = 3.0
+SOCKETS = 20
+HEARTBEAT = 1.0  # the silence period (and CONNECT deadline) is 2 s
+CLOSE_TIMEOUT = 1.0
+
+
+@contextlib.asynccontextmanager
+async def node_process(directory: Path) -> AsyncIterator[NodeProcess]:
+    """`rtt serve` on the engine under test, with short timers; always stopped."""
+    env = {
+        "RTT_ENGINE": test_server.ENGINE["engine"],
+        "RTT_HEARTBEAT_SECONDS": str(HEARTBEAT),
+        "RTT_CLOSE_TIMEOUT_SECONDS": str(CLOSE_TIMEOUT),
+    }
+    if test_server.ENGINE["redis_url"]:
+        env["RTT_REDIS_URL"] = test_server.ENGINE["redis_url"]
+    node = NodeProcess(APPS_TOML, directory=directory, env=env)
+    await asyncio.to_thread(node.start, 20.0)
+    try:
+        yield node
+    finally:
+        await asyncio.to_thread(node.stop, 5.0)
+
+
+class Rss:
+    """The node's VmRSS: a baseline, then sampled every 20 ms for the peak while a flood runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = rss_bytes(pid)
+        self.peak = self.before
+        self.after = self.before
+
+    @contextlib.asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            self.after = rss_bytes(self.pid)
+            self.peak = max(self.peak, self.after)
+
+    def report(self, what: str) -> str:
+        line = (
+            f"{what} [{test_server.ENGINE['engine']}]: RSS before {self.before / MB:.1f} MB, "
+            f"peak {self.peak / MB:.1f} MB, after {self.after / MB:.1f} MB"
+        )
+        print(line)
+        return line
+
+    def assert_bounded(self, what: str) -> None:
+        line = self.report(what)
+        assert self.peak - self.before < GROWTH_BOUND, line
+
+
+async def flood(raw: Raw, block: bytes, until: float) -> int:
+    """Write `block` after `block` until `until` (never more than the peer lets through),
+    without reading; return the bytes written. A closed connection ends the flood early."""
+    sent = 0
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        while time.monotonic() < until:
+            raw.writer.write(block)
+            await asyncio.wait_for(raw.writer.drain(), max(0.0, until - time.monotonic()))
+            sent += len(block)
+    return sent
+
+
+async def cut_off(raw: Raw, timeout: float) -> bool:
+    """True if the node closes the connection within `timeout` (whatever it still had queued
+    for this client is read and dropped)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await raw.reader.read(1 << 16):
+                pass
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def healthy_socket(node: NodeProcess) -> AsyncIterator[Rtt]:
+    """A connected client beside the flood, kept alive the way many client libraries do it:
+    with WebSocket pings (twice per heartbeat), which count as activity."""
+    async with socket(node, "healthy") as healthy:
+
+        async def keepalive() -> None:
+            while True:
+                await asyncio.sleep(HEARTBEAT / 2)
+                await healthy.ws.ping()
+
+        pinger = asyncio.create_task(keepalive())
+        try:
+            yield healthy
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+
+
+async def served(healthy: Rtt, s2s: S2S, deadline: float = 2.0) -> float:
+    """A reply and a push to the healthy client; return the seconds both took."""
+    started = time.monotonic()
+    async with asyncio.timeout(deadline):
+        assert await healthy.ok("messaging", "GET_MESSAGE_BOXES", {}) is not None
+        msg_id = await s2s.send(["healthy"], {"text": "still served"})
+        [frame] = await healthy.pushed(1, timeout=deadline)
+        assert frame["data"]["msgId"] == msg_id
+    return time.monotonic() - started
+
+
+async def online(s2s: S2S, profile: str) -> bool:
+    data = await s2s.ok("presence", "SYS_GET_ONLINE", {"profileIds": [profile]})
+    return bool(data["online"][profile])
+
+
+async def during(
+    flooders: list[Awaitable[int]], check: Callable[[], Awaitable[float]]
+) -> tuple[int, float]:
+    """Run the flooders; halfway through, check the healthy client. Return (bytes the
+    flooders wrote, seconds the healthy client waited)."""
+
+    async def halfway() -> float:
+        await asyncio.sleep(FLOOD_SECONDS / 2)
+        return await check()
+
+    *sent, waited = await asyncio.gather(*flooders, halfway())
+    return sum(sent), waited
+
+
+async def test_ping_flood_from_unauthenticated_sockets_stays_bounded(tmp_path: Path):
+    """Pins: pongs went straight to the transport with no bound and pings did not count as
+    activity: 20 unauthenticated sockets that ping and never read took a node from 52 MB to
+    973 MB in 6 s. Now a peer that does not read is not read either (its pongs stay under the
+    connection's budget), it is closed at the CONNECT deadline, and the node's RSS stays
+    within GROWTH_BOUND while a healthy client is served."""
+    async with node_process(tmp_path) as node:
+        s2s = S2S(node)
+        try:
+            async with healthy_socket(node) as healthy:
+                await served(healthy, s2s)  # warm: every path the check takes
+                rss = Rss(node.pid)
+                ping = masked_frame(b"p" * 125, PING)
+                block = ping * (64 * 1024 // len(ping))
+                raws = [await open_raw(node.port, connect=False) for _ in range(SOCKETS)]
+                try:
+                    async with rss.sampling():
+                        until = time.monotonic() + FLOOD_SECONDS
+                        floods = [flood(raw, block, until) for raw in raws]
+                        sent, waited = await during(floods, lambda: served(healthy, s2s))
+                        limit = 2 * HEARTBEAT + CLOSE_TIMEOUT + 2.0
+                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
+                finally:
+                    for raw in raws:
+                        raw.close()
+                print(f"ping flood: {sent / MB:.0f} MB of pings written; healthy {waited:.3f} s")
+                rss.assert_bounded(f"ping flood, {SOCKETS} unauthenticated sockets")
+                assert all(ended), f"{ended.count(False)} flooding sockets were never closed"
+                await served(healthy, s2s)
+        finally:
+            await s2s.close()
+
+
+async def test_pipelining_flood_stays_bounded(tmp_path: Path):
+    """Fails if clients that pipeline requests and never read their replies can grow the
+    node's memory past GROWTH_BOUND, hold their sockets open, or delay a healthy client.
+    (Before the fix each was cut off at 1 MiB of unread replies: this one passes there too.)"""
+    async with node_process(tmp_path) as node:
+        s2s = S2S(node)
+        try:
+            ids = [await s2s.send(["flood"], {"text": "x" * 20_000}) for _ in range(10)]
+            async with healthy_socket(node) as healthy:
+                await served(healthy, s2s)
+                rss = Rss(node.pid)
+                request = orjson.dumps(
+                    {
+                        "service": "messaging",
+                        "operation": "GET_MESSAGES",
+                        "data": {"msgbox": "inbox", "msgIds": ids},
+                        "requestId": 1,
+                    }
+                )
+                block = masked_frame(request) * 64
+                raws = [await open_raw(node.port, "flood") for _ in range(SOCKETS)]
+                try:
+                    async with rss.sampling():
+                        until = time.monotonic() + FLOOD_SECONDS
+                        floods = [flood(raw, block, until) for raw in raws]
+                        sent, waited = await during(floods, lambda: served(healthy, s2s))
+                        limit = 2 * HEARTBEAT + CLOSE_TIMEOUT + 2.0
+                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
+                finally:
+                    for raw in raws:
+                        raw.close()
+                print(f"pipelining: {sent / MB:.1f} MB of requests written; healthy {waited:.3f} s")
+                rss.assert_bounded(f"pipelining flood, {SOCKETS} sockets")
+                assert all(ended), f"{ended.count(False)} flooding sockets were never closed"
+        finally:
+            await s2s.close()
+
+
+async def test_requests_piling_up_behind_a_stalled_replay_stay_bounded(tmp_path: Path):
+    """Pins: the backlog behind a busy socket was bounded only in count (64 messages of up to
+    the frame cap each, plus whatever one read delivered), and a replay to a client that does
+    not read waited for drain forever, counted as activity: sockets that resumed with `since`,
+    never read, and pipelined large requests each held ~16 MB, forever. Now the backlog is
+    bounded in bytes too (RTT_SOCKET_BUFFER_BYTES) and the stalled replay ends 4003."""
+    sockets = 10
+    async with node_process(tmp_path) as node:
+        s2s = S2S(node)
+        try:
+            # 4.2 MB of stream in 3 KB items: more than the kernel buffers hold, so the replay
+            # stalls, yet each batch the replay holds (500 items) stays small
+            sends = asyncio.Semaphore(8)
+
+            async def send() -> None:
+                async with sends:
+                    await s2s.send(["stalled"], {"text": "x" * 3000})
+
+            await asyncio.gather(*(send() for _ in range(1400)))
+            async with healthy_socket(node) as healthy:
+                await served(healthy, s2s)
+                rss = Rss(node.pid)
+                connect = {
+                    "service": "rtt",
+                    "operation": "CONNECT",
+                    "data": {"since": 0, "auth": {"token": token("stalled")}},
+                }
+                pad = {"pad": "x" * 250_000}  # under the app's 256 KiB frame limit
+                request = orjson.dumps(
+                    {"service": "rtt", "operation": "HEARTBEAT", "data": pad, "requestId": 1}
+                )
+                block = masked_frame(request)
+                raws = [await open_raw(node.port, connect=False) for _ in range(sockets)]
+                try:
+                    async with rss.sampling():
+                        for raw in raws:
+                            raw.send(TEXT, orjson.dumps(connect))
+                        until = time.monotonic() + FLOOD_SECONDS
+                        floods = [flood(raw, block, until) for raw in raws]
+                        sent, waited = await during(floods, lambda: served(healthy, s2s))
+                        # still not reading: the node must let go of them by itself
+                        await eventually(
+                            lambda: online(s2s, "stalled"),
+                            lambda on: on is False,
+                            timeout=2 * HEARTBEAT + 2.0,
+                            what="stalled sockets closed",
+                        )
+                        limit = CLOSE_TIMEOUT + 2.0
+                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
+                finally:
+                    for raw in raws:
+                        raw.close()
+                print(f"stalled replays: {sent / MB:.0f} MB of requests; healthy {waited:.3f} s")
+                rss.assert_bounded(f"requests behind {sockets} stalled replays")
+                assert all(ended), f"{ended.count(False)} stalled sockets were never closed"
+        finally:
+            await s2s.close()
