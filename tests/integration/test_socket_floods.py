@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from websockets.exceptions import ConnectionClosed
 
 from loadtest.fanout import rss_bytes
 from loadtest.node import NodeProcess
@@ -75,17 +77,11 @@ class Rss:
             self.after = rss_bytes(self.pid)
             self.peak = max(self.peak, self.after)
 
-    def report(self, what: str) -> str:
-        line = (
-            f"{what} [{test_server.ENGINE['engine']}]: RSS before {self.before / MB:.1f} MB, "
-            f"peak {self.peak / MB:.1f} MB, after {self.after / MB:.1f} MB"
+    def __str__(self) -> str:
+        return (
+            f"RSS before {self.before / MB:.1f} MB, peak {self.peak / MB:.1f} MB, "
+            f"after {self.after / MB:.1f} MB"
         )
-        print(line)
-        return line
-
-    def assert_bounded(self, what: str) -> None:
-        line = self.report(what)
-        assert self.peak - self.before < GROWTH_BOUND, line
 
 
 async def flood(raw: Raw, block: bytes, until: float) -> int:
@@ -116,14 +112,13 @@ async def cut_off(raw: Raw, timeout: float) -> bool:
 
 @contextlib.asynccontextmanager
 async def healthy_socket(node: NodeProcess) -> AsyncIterator[Rtt]:
-    """A connected client beside the flood, kept alive the way many client libraries do it:
-    with WebSocket pings (twice per heartbeat), which count as activity."""
+    """A connected client beside the flood that heartbeats twice per heartbeatSeconds."""
     async with socket(node, "healthy") as healthy:
 
         async def keepalive() -> None:
             while True:
                 await asyncio.sleep(HEARTBEAT / 2)
-                await healthy.ws.ping()
+                await healthy.send({"service": "rtt", "operation": "HEARTBEAT", "data": None})
 
         pinger = asyncio.create_task(keepalive())
         try:
@@ -150,18 +145,74 @@ async def online(s2s: S2S, profile: str) -> bool:
     return bool(data["online"][profile])
 
 
-async def during(
-    flooders: list[Awaitable[int]], check: Callable[[], Awaitable[float]]
-) -> tuple[int, float]:
-    """Run the flooders; halfway through, check the healthy client. Return (bytes the
-    flooders wrote, seconds the healthy client waited)."""
+async def outcome(check: Awaitable[float]) -> float | BaseException:
+    """What a check came to: its figure, or what went wrong (asserted after the RSS figures
+    are reported, so a failing run still shows them)."""
+    try:
+        return await check
+    except (AssertionError, ConnectionError, TimeoutError, ConnectionClosed) as e:
+        return e
 
-    async def halfway() -> float:
-        await asyncio.sleep(FLOOD_SECONDS / 2)
-        return await check()
 
-    *sent, waited = await asyncio.gather(*flooders, halfway())
-    return sum(sent), waited
+@dataclass
+class Flood:
+    rss: Rss
+    sent: int = 0
+    healthy: float | BaseException = 0.0  # seconds a reply and a push took, halfway through
+    let_go: float | BaseException = 0.0  # how long the node took to drop the flooders
+    ended: list[bool] = field(default_factory=list)  # each flooder's connection was closed
+
+    def assert_bounded(self, what: str) -> None:
+        """Report the figures (shown with `pytest -s`), then hold the flood to its bounds."""
+        healthy = (
+            f"served in {self.healthy:.3f} s"
+            if isinstance(self.healthy, float)
+            else f"not served: {self.healthy!r}"
+        )
+        line = (
+            f"{what} [{test_server.ENGINE['engine']}]: {self.rss}; the flooders wrote "
+            f"{self.sent / MB:.0f} MB; the healthy client was {healthy}"
+        )
+        print(line)
+        assert self.rss.peak - self.rss.before < GROWTH_BOUND, line
+        assert isinstance(self.healthy, float), line
+        assert isinstance(self.let_go, float), f"the node kept the flooders: {self.let_go!r}"
+        assert all(self.ended), f"{self.ended.count(False)} flooding sockets were never closed"
+
+
+async def run_flood(
+    node: NodeProcess,
+    healthy: Rtt,
+    s2s: S2S,
+    raws: list[Raw],
+    block: bytes,
+    let_go: Callable[[], Awaitable[float]] | None = None,
+) -> Flood:
+    """Every raw socket writes `block` after `block` for FLOOD_SECONDS and reads nothing;
+    halfway through the healthy client is checked; then `let_go` (if any) checks that the node
+    drops the flooders by itself, still unread; last, each must be closed by the node within
+    the silence period and the close timeout. The node's RSS is sampled throughout."""
+    result = Flood(Rss(node.pid))
+    try:
+        async with result.rss.sampling():
+            until = time.monotonic() + FLOOD_SECONDS
+
+            async def halfway() -> float | BaseException:
+                await asyncio.sleep(FLOOD_SECONDS / 2)
+                return await outcome(served(healthy, s2s))
+
+            *sent, result.healthy = await asyncio.gather(
+                *(flood(raw, block, until) for raw in raws), halfway()
+            )
+            result.sent = sum(sent)
+            if let_go is not None:
+                result.let_go = await outcome(let_go())
+            limit = 2 * HEARTBEAT + CLOSE_TIMEOUT + 2.0
+            result.ended = list(await asyncio.gather(*(cut_off(raw, limit) for raw in raws)))
+    finally:
+        for raw in raws:
+            raw.close()
+    return result
 
 
 async def test_ping_flood_from_unauthenticated_sockets_stays_bounded(tmp_path: Path):
@@ -170,28 +221,16 @@ async def test_ping_flood_from_unauthenticated_sockets_stays_bounded(tmp_path: P
     973 MB in 6 s. Now a peer that does not read is not read either (its pongs stay under the
     connection's budget), it is closed at the CONNECT deadline, and the node's RSS stays
     within GROWTH_BOUND while a healthy client is served."""
+    ping = masked_frame(b"p" * 125, PING)
+    block = ping * (64 * 1024 // len(ping))
     async with node_process(tmp_path) as node:
         s2s = S2S(node)
         try:
             async with healthy_socket(node) as healthy:
                 await served(healthy, s2s)  # warm: every path the check takes
-                rss = Rss(node.pid)
-                ping = masked_frame(b"p" * 125, PING)
-                block = ping * (64 * 1024 // len(ping))
                 raws = [await open_raw(node.port, connect=False) for _ in range(SOCKETS)]
-                try:
-                    async with rss.sampling():
-                        until = time.monotonic() + FLOOD_SECONDS
-                        floods = [flood(raw, block, until) for raw in raws]
-                        sent, waited = await during(floods, lambda: served(healthy, s2s))
-                        limit = 2 * HEARTBEAT + CLOSE_TIMEOUT + 2.0
-                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
-                finally:
-                    for raw in raws:
-                        raw.close()
-                print(f"ping flood: {sent / MB:.0f} MB of pings written; healthy {waited:.3f} s")
-                rss.assert_bounded(f"ping flood, {SOCKETS} unauthenticated sockets")
-                assert all(ended), f"{ended.count(False)} flooding sockets were never closed"
+                result = await run_flood(node, healthy, s2s, raws, block)
+                result.assert_bounded(f"ping flood, {SOCKETS} unauthenticated sockets")
                 await served(healthy, s2s)
         finally:
             await s2s.close()
@@ -205,32 +244,18 @@ async def test_pipelining_flood_stays_bounded(tmp_path: Path):
         s2s = S2S(node)
         try:
             ids = [await s2s.send(["flood"], {"text": "x" * 20_000}) for _ in range(10)]
+            request = {
+                "service": "messaging",
+                "operation": "GET_MESSAGES",
+                "data": {"msgbox": "inbox", "msgIds": ids},
+                "requestId": 1,
+            }
+            block = masked_frame(orjson.dumps(request)) * 64
             async with healthy_socket(node) as healthy:
                 await served(healthy, s2s)
-                rss = Rss(node.pid)
-                request = orjson.dumps(
-                    {
-                        "service": "messaging",
-                        "operation": "GET_MESSAGES",
-                        "data": {"msgbox": "inbox", "msgIds": ids},
-                        "requestId": 1,
-                    }
-                )
-                block = masked_frame(request) * 64
                 raws = [await open_raw(node.port, "flood") for _ in range(SOCKETS)]
-                try:
-                    async with rss.sampling():
-                        until = time.monotonic() + FLOOD_SECONDS
-                        floods = [flood(raw, block, until) for raw in raws]
-                        sent, waited = await during(floods, lambda: served(healthy, s2s))
-                        limit = 2 * HEARTBEAT + CLOSE_TIMEOUT + 2.0
-                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
-                finally:
-                    for raw in raws:
-                        raw.close()
-                print(f"pipelining: {sent / MB:.1f} MB of requests written; healthy {waited:.3f} s")
-                rss.assert_bounded(f"pipelining flood, {SOCKETS} sockets")
-                assert all(ended), f"{ended.count(False)} flooding sockets were never closed"
+                result = await run_flood(node, healthy, s2s, raws, block)
+                result.assert_bounded(f"pipelining flood, {SOCKETS} sockets")
         finally:
             await s2s.close()
 
@@ -242,10 +267,18 @@ async def test_requests_piling_up_behind_a_stalled_replay_stay_bounded(tmp_path:
     never read, and pipelined large requests each held ~16 MB, forever. Now the backlog is
     bounded in bytes too (RTT_SOCKET_BUFFER_BYTES) and the stalled replay ends 4003."""
     sockets = 10
+    connect = {
+        "service": "rtt",
+        "operation": "CONNECT",
+        "data": {"since": 0, "auth": {"token": token("stalled")}},
+    }
+    pad = {"pad": "x" * 250_000}  # under the app's 256 KiB frame limit
+    request = {"service": "rtt", "operation": "HEARTBEAT", "data": pad, "requestId": 1}
+    block = masked_frame(orjson.dumps(request))
     async with node_process(tmp_path) as node:
         s2s = S2S(node)
         try:
-            # 4.2 MB of stream in 3 KB items: more than the kernel buffers hold, so the replay
+            # 6 MB of stream in 3 KB items: more than the kernel buffers hold, so the replay
             # stalls, yet each batch the replay holds (500 items) stays small
             sends = asyncio.Semaphore(8)
 
@@ -253,42 +286,26 @@ async def test_requests_piling_up_behind_a_stalled_replay_stay_bounded(tmp_path:
                 async with sends:
                     await s2s.send(["stalled"], {"text": "x" * 3000})
 
-            await asyncio.gather(*(send() for _ in range(1400)))
+            await asyncio.gather(*(send() for _ in range(2000)))
+
+            async def let_go() -> float:
+                _, waited = await eventually(
+                    lambda: online(s2s, "stalled"),
+                    lambda on: on is False,
+                    timeout=2 * HEARTBEAT + 2.0,
+                    what="the stalled sockets closed",
+                )
+                return waited
+
             async with healthy_socket(node) as healthy:
                 await served(healthy, s2s)
-                rss = Rss(node.pid)
-                connect = {
-                    "service": "rtt",
-                    "operation": "CONNECT",
-                    "data": {"since": 0, "auth": {"token": token("stalled")}},
-                }
-                pad = {"pad": "x" * 250_000}  # under the app's 256 KiB frame limit
-                request = orjson.dumps(
-                    {"service": "rtt", "operation": "HEARTBEAT", "data": pad, "requestId": 1}
-                )
-                block = masked_frame(request)
-                raws = [await open_raw(node.port, connect=False) for _ in range(sockets)]
-                try:
-                    async with rss.sampling():
-                        for raw in raws:
-                            raw.send(TEXT, orjson.dumps(connect))
-                        until = time.monotonic() + FLOOD_SECONDS
-                        floods = [flood(raw, block, until) for raw in raws]
-                        sent, waited = await during(floods, lambda: served(healthy, s2s))
-                        # still not reading: the node must let go of them by itself
-                        await eventually(
-                            lambda: online(s2s, "stalled"),
-                            lambda on: on is False,
-                            timeout=2 * HEARTBEAT + 2.0,
-                            what="stalled sockets closed",
-                        )
-                        limit = CLOSE_TIMEOUT + 2.0
-                        ended = await asyncio.gather(*(cut_off(raw, limit) for raw in raws))
-                finally:
-                    for raw in raws:
-                        raw.close()
-                print(f"stalled replays: {sent / MB:.0f} MB of requests; healthy {waited:.3f} s")
-                rss.assert_bounded(f"requests behind {sockets} stalled replays")
-                assert all(ended), f"{ended.count(False)} stalled sockets were never closed"
+                raws = [
+                    await open_raw(node.port, connect=False, rcvbuf=16 * 1024)
+                    for _ in range(sockets)
+                ]
+                for raw in raws:
+                    raw.send(TEXT, orjson.dumps(connect))
+                result = await run_flood(node, healthy, s2s, raws, block, let_go)
+                result.assert_bounded(f"requests behind {sockets} stalled replays")
         finally:
             await s2s.close()
