@@ -29,6 +29,7 @@ from rtt.errors import CloseCode
 from rtt.websocket import frames, handshake
 
 ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
+FAIR_READ_BYTES = 64 * 1024  # a read this large waits for the next turn of the loop to read on
 
 
 class Handler(Protocol):
@@ -77,6 +78,8 @@ class WebSocketProtocol(asyncio.Protocol):
     transport accepts writes (a peer that does not read cannot make the node produce more,
     pongs included) and while the handler wants more; otherwise the socket is not read and
     unparsed bytes wait in `_buffer` (at most one read's worth and one unfinished frame).
+    A read full of pings is answered with one pong, for the latest: a ping flood costs the
+    node parsing, not a write per ping.
     """
 
     _transport: asyncio.Transport  # uvicorn calls connection_made right after __init__
@@ -94,10 +97,12 @@ class WebSocketProtocol(asyncio.Protocol):
         "_message",
         "_message_opcode",
         "_paused",
+        "_pong",
         "_reading",
         "_server_state",
         "_state",
         "_transport",
+        "_yielded",
         "last_received",
     )
 
@@ -119,6 +124,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._paused = False  # the transport is over its high-water mark
         self._held = False  # the handler asked to stop reading
+        self._yielded = False  # a big read: the other connections have their turn first
+        self._pong: bytes | None = None  # the latest ping's payload, until the read is handled
         self._reading = True  # neither of the above: frames are parsed
         self._drained: asyncio.Future[None] | None = None  # exists only while someone waits
         self._drain_timer: asyncio.TimerHandle | None = None
@@ -141,6 +148,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._parse(self._buffer)
         else:
             self._parse(data)
+        if len(data) >= FAIR_READ_BYTES and self._reading:
+            self._take_turns()
 
     def eof_received(self) -> bool:
         return False  # the peer is done sending: close our side too (connection_lost follows)
@@ -272,16 +281,20 @@ class WebSocketProtocol(asyncio.Protocol):
                 opcode, fin, payload, start = frame
                 self._frame(opcode, fin, payload)
         except frames.ProtocolError as e:
+            self._pong = None
             self._fail(e.code, e.reason)
             return
-        if start:
-            self.last_received = time.monotonic()  # once per read, not per frame
         if start == len(buffer) or self._state == _CLOSED:
             self._buffer = None
         elif buffer is self._buffer:
             del self._buffer[:start]
         else:
             self._buffer = bytearray(buffer[start:])
+        if start:
+            self.last_received = time.monotonic()  # once per read, not per frame
+            if self._pong is not None:
+                pong, self._pong = self._pong, None
+                self.write(frames.pong_frame(pong))
 
     def _parse_buffered(self) -> None:
         """Reading is back on: handle what was received while it was off, and read the socket
@@ -293,9 +306,22 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._reading and self._state != _CLOSED:
             self._transport.resume_reading()
 
+    def _take_turns(self) -> None:
+        """One read per turn of the event loop for a peer that sends this much: the loop would
+        otherwise read it again and again (libuv reads a busy socket up to 32 times in a row)
+        while every other connection waits."""
+        self._yielded = True
+        self._update_reading()
+        asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._yielded = False
+        self._update_reading()
+
     def _update_reading(self) -> None:
-        """Read the peer exactly while neither the transport nor the handler says stop."""
-        reading = not (self._paused or self._held)
+        """Read the peer exactly while neither the transport, nor the handler, nor fairness
+        (`_take_turns`) says stop."""
+        reading = not (self._paused or self._held or self._yielded)
         if reading == self._reading or self._state == _CLOSED:
             return
         self._reading = reading
@@ -307,8 +333,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
-        if opcode == frames.PING:
-            self.write(frames.pong_frame(payload))
+        if opcode == frames.PING:  # answered once the read is handled (RFC 6455 §5.5.3
+            self._pong = payload  # allows answering only the latest of several pings)
             return
         if opcode == frames.PONG:
             return

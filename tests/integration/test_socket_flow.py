@@ -13,6 +13,7 @@ from tests.support.clients import S2S, token
 from tests.support.raw_ws import CLOSE, PING, PONG, TEXT, Raw, masked_frame, open_raw, raw_socket
 from tests.support.server import running
 from tests.support.server import test_settings as settings_for
+from tests.support.waits import eventually
 
 SMALL_RCVBUF = 16 * 1024  # the client's kernel buffer: what it does not read is felt at once
 
@@ -66,34 +67,34 @@ async def test_pings_before_connect_do_not_hold_the_socket(tmp_path: Path):
         assert time.monotonic() - started < 2.0
 
 
-async def test_pongs_count_against_the_budget_of_a_peer_that_does_not_read(tmp_path: Path):
-    """Pins: pongs went straight to the transport with no bound, so a peer that pings and
-    never reads grew the node's memory without limit. Pongs are now under the connection's
-    byte budget (here 64 KiB): past it the socket is closed 4003."""
-    settings = settings_for(
-        tmp_path, socket_buffer_bytes=64 * 1024, reply_max_bytes=16 * 1024, close_timeout_seconds=10
-    )
-    async with running(settings) as server:
-        raw = await open_raw(server.settings.port, rcvbuf=SMALL_RCVBUF)
-        try:
-            ping = masked_frame(b"p" * 125, PING)
-            raw.writer.write(ping * (4 * 1024 * 1024 // len(ping)))  # 4 MB of pings, never read
-            await asyncio.sleep(1.0)
-            assert await close_code(raw) == 4003
-        finally:
-            raw.close()
+async def test_a_read_full_of_pings_is_answered_with_one_pong(server):
+    """Pins: every ping got its own pong, written at once: a peer sending pings made the node
+    write (and, if it did not read, buffer) as much as it sent. RFC 6455 §5.5.3 lets an
+    endpoint answer only the latest of several pings: a read is answered with one pong."""
+    async with raw_socket(server.settings.port) as raw:
+        count = 1000
+        raw.writer.write(b"".join(masked_frame(b"%d" % i, PING) for i in range(count)))
+        pongs = []
+        while not pongs or pongs[-1] != b"%d" % (count - 1):
+            opcode, payload = await raw.recv()
+            assert opcode == PONG, (opcode, payload)
+            pongs.append(payload)
+        assert len(pongs) <= 10, f"{len(pongs)} pongs for one burst of {count} pings"
+        raw.send(TEXT, raw.request(1))
+        assert (await raw.recv_json())["requestId"] == 1
 
 
-async def test_a_peer_that_pings_and_never_reads_is_not_read_and_ends(tmp_path: Path):
-    """Fails if a peer that pings without reading is read on (the node would produce pongs for
-    as long as it sends) or is kept open: once its pongs are unread the node stops reading it,
-    so its frames stop counting as activity and it is closed for silence (4002)."""
+async def test_a_peer_that_does_not_read_its_replies_is_not_read(tmp_path: Path):
+    """Pins: the node read a peer for as long as it sent, whatever it owed it: heartbeats (or
+    pings) sent without reading the answers were read on until the answers filled the budget.
+    Now, while the transport holds more than its high-water mark for a peer, the node does not
+    read it: the peer's writes stall, no frame arrives, and the socket ends 4002 for silence."""
     settings = settings_for(tmp_path, heartbeat_seconds=0.5, close_timeout_seconds=10)
     async with running(settings) as server:
         raw = await open_raw(server.settings.port, rcvbuf=SMALL_RCVBUF)
         try:
-            ping = masked_frame(b"p" * 125, PING)
-            block = ping * (64 * 1024 // len(ping))
+            heartbeat = masked_frame(b'{"service":"rtt","operation":"HEARTBEAT","data":null}')
+            block = heartbeat * (64 * 1024 // len(heartbeat))
             sent, stalled = 0, False
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -144,17 +145,22 @@ async def test_a_replay_to_a_client_that_never_reads_ends_4003(tmp_path: Path):
     settings = settings_for(tmp_path, heartbeat_seconds=0.5, close_timeout_seconds=10)
     async with running(settings) as server:
         s2s = S2S(server)
+        raw = await open_raw(server.settings.port, connect=False, rcvbuf=SMALL_RCVBUF)
         try:
             for _ in range(60):  # 6 MB of stream: more than the kernel buffers hold
                 await s2s.send(["p1"], {"text": "x" * 100_000})
-        finally:
-            await s2s.close()
-        raw = await open_raw(server.settings.port, connect=False, rcvbuf=SMALL_RCVBUF)
-        try:
             data = {"since": 0, "auth": {"token": token("p1")}}
             connect = {"service": "rtt", "operation": "CONNECT", "data": data}
             raw.send(TEXT, orjson.dumps(connect))
-            await asyncio.sleep(2.0)  # never read meanwhile
+
+            async def online() -> bool:
+                data = await s2s.ok("presence", "SYS_GET_ONLINE", {"profileIds": ["p1"]})
+                return bool(data["online"]["p1"])
+
+            await eventually(online, timeout=2, what="the replaying socket joined")
+            # still not reading: the node must let go of it by itself
+            await eventually(online, lambda on: on is False, timeout=3, what="the socket let go")
             assert await close_code(raw) == 4003
         finally:
             raw.close()
+            await s2s.close()
