@@ -24,22 +24,49 @@ CONNECT = b'{"service":"rtt","operation":"CONNECT","data":{}}'
 
 
 def masked_frame(
-    payload: bytes, opcode: int = TEXT, *, fin: bool = True, mask: bool = True, rsv: int = 0
+    payload: bytes,
+    opcode: int = TEXT,
+    *,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    form: int | None = None,
 ) -> bytes:
-    """A client frame, masked unless told otherwise, its length minimally encoded."""
+    """A client frame, masked unless told otherwise. Its length is minimally encoded unless
+    `form` (7, 16 or 64 bits) forces one, even where RFC 6455 forbids it."""
     n = len(payload)
     first = bytes([(0x80 if fin else 0) | rsv | opcode])
-    if n < 126:
-        length = bytes([n | (0x80 if mask else 0)])
-    elif n < 65536:
-        length = bytes([126 | (0x80 if mask else 0)]) + n.to_bytes(2, "big")
+    masked = 0x80 if mask else 0
+    form = form or (7 if n < 126 else 16 if n < 65536 else 64)
+    if form == 7:
+        length = bytes([n | masked])
+    elif form == 16:
+        length = bytes([126 | masked]) + n.to_bytes(2, "big")
     else:
-        length = bytes([127 | (0x80 if mask else 0)]) + n.to_bytes(8, "big")
+        length = bytes([127 | masked]) + n.to_bytes(8, "big")
     if mask:
         key = os.urandom(4)
         payload = apply_mask(payload, key)
         length += key
     return first + length + payload
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The unmasked frames a server wrote, from the bytes after its 101 response."""
+    out, start = [], 0
+    while start < len(data):
+        assert start + 2 <= len(data), "a frame cut short"
+        first, second = data[start], data[start + 1]
+        assert not second & 0x80, "a server frame must not be masked"
+        n, header = second & 0x7F, 2
+        if n == 126:
+            n, header = int.from_bytes(data[start + 2 : start + 4], "big"), 4
+        elif n == 127:
+            n, header = int.from_bytes(data[start + 2 : start + 10], "big"), 10
+        assert start + header + n <= len(data), "a frame cut short"
+        out.append((first & 0x0F, data[start + header : start + header + n]))
+        start += header + n
+    return out
 
 
 class Raw:
