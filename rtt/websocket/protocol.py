@@ -7,9 +7,10 @@ control and graceful shutdown. It hands complete messages to the `Handler` the a
 opens for the connection, and is the connection that handler writes pre-framed bytes to, one
 `transport.write` per frame.
 
-It knows nothing of RTT: the app above says which path it serves, how large a message may be and
-what handles a connection, through uvicorn's lifespan state. An idle socket is this object, its
-transport and the handler's state: no task, stream reader, queue or event.
+It knows nothing of RTT: the app above says which path it serves, how large a message may be,
+what handles a connection and the connection's bounds, through uvicorn's lifespan state. An idle
+socket is this object, its transport and the handler's state: no task, stream reader, queue or
+event.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._paused = False  # the transport is over its high-water mark
         self._held = False  # the handler asked to stop reading
         self._yielded = False  # a big read: the other connections have their turn first
+        self._reading = True  # none of the three: frames are parsed
         self._pong: bytes | None = None  # the latest ping's payload, until the read is handled
-        self._reading = True  # neither of the above: frames are parsed
         self._drained: asyncio.Future[None] | None = None  # exists only while someone waits
         self._drain_timer: asyncio.TimerHandle | None = None
         # when the last whole frame arrived, read by the handler when its silence timer fires
