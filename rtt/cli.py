@@ -58,7 +58,10 @@ def token(args: argparse.Namespace) -> None:
     app = settings.apps.get(args.app)
     if app is None:
         sys.exit(f"rtt token: no app {args.app!r} in {settings.config_path}")
-    print(tokens.mint(args.app, app, args.profile, args.ttl)[0])
+    try:
+        print(tokens.mint(args.app, app, args.profile, args.ttl)[0])
+    except tokens.TokenError as e:
+        sys.exit(f"rtt token: {e}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from rtt.core.deliver import deliver_message, publish_change
 from rtt.core.node import Node, now_ms
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
+from rtt.domain.identities import is_system_identity
 from rtt.domain.messages import (
     BOXES,
     Message,
@@ -19,7 +20,7 @@ from rtt.domain.messages import (
 )
 from rtt.domain.paging import decode_context, page_result, parse_context
 from rtt.engines.base import MessageNotFound, VersionMismatch
-from rtt.errors import Reason, RttError, invalid, not_found
+from rtt.errors import Reason, RttError, invalid, not_found, read_only
 from rtt.protocol import whole_frame
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
@@ -243,20 +244,13 @@ async def get_messages_page_offset(
     return await _page(node, caller, caller.client_profile(), data, offset=True)
 
 
-def _read_only() -> RttError:
-    return RttError(
-        403,
-        Reason.SYSTEM_CHANNEL_READ_ONLY,
-        "SYSTEM_CHANNEL_READ_ONLY: system channels are read-only",
-    )
-
-
 async def _refuse_system_replies(
     node: Node, caller: Caller, to: list[str], data: dict[str, Any]
 ) -> str | None:
     """System channels are one-way (40640): no sending to the app itself, no replying to it."""
-    if set(to) & set(caller.app.system_identities):
-        raise _read_only()
+    identities = caller.app.system_identities
+    if any(is_system_identity(p, identities) for p in to):
+        raise read_only()
     reply_to = data.get("replyTo")
     if reply_to is None:
         return None
@@ -265,8 +259,9 @@ async def _refuse_system_replies(
     found = await node.engine.store.get_messages(caller.app_id, [reply_to])
     if not found:
         raise not_found("replyTo names no message")
-    if found[0].from_id is None or found[0].from_id in caller.app.system_identities:
-        raise _read_only()
+    sender = found[0].from_id
+    if sender is None or is_system_identity(sender, identities):
+        raise read_only()
     return str(reply_to)
 
 
@@ -278,7 +273,7 @@ async def _client_send(
         data, "toProfileIds", max_count=caller.app.limits.max_recipients_user, recipients=True
     )
     if any(v is None for v in raw_to):
-        raise _read_only()  # null is the brainCloud id of the system sender
+        raise read_only()  # null is the brainCloud id of the system sender
     to = fields.distinct_ids(raw_to, "toProfileIds")
     reply_to = await _refuse_system_replies(node, caller, to, data)
     sender = {"id": profile, "name": caller.name or profile}

@@ -8,6 +8,8 @@ from rtt import tokens
 from rtt.core.node import Node
 from rtt.core.registry import SERVER, Caller, Operations
 from rtt.domain import fields
+from rtt.domain.identities import is_system_identity
+from rtt.errors import read_only
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
 
@@ -39,6 +41,8 @@ async def request_client_connection_token(
 ) -> dict[str, Any]:
     profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
     ttl = fields.integer(data, "ttlSeconds", low=1, high=MAX_TOKEN_TTL, default=3600)
+    if is_system_identity(profile, caller.app.system_identities):
+        raise read_only(f"{profile!r} is a system identity of the app, not a profile")
     token, expires_at = tokens.mint(caller.app_id, caller.app, profile, ttl)
     settings = node.settings
     return {

@@ -36,6 +36,7 @@ rtt = false
 
 [apps.tight]
 secret = "tight-secret-0123456789abcdef0123456789ab"
+system_identities = ["System", "Support Bot"]
 [apps.tight.servers]
 backend = "tight-server-secret"
 [apps.tight.limits]
