@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,8 +238,7 @@ async def test_slowloris_flood_is_refused_cut_and_leaves_nothing_behind(tmp_path
     answers within a second throughout, and the node's fds and RSS come back down."""
     ceiling, flood, deadline = 100, 300, 1.0
     env = {
-        "RTT_ENGINE": engine,
-        "RTT_REDIS_URL": support.ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
+        **_engine_env(engine),
         "RTT_MAX_CONNECTIONS": str(ceiling),
         "RTT_HTTP_HEADER_TIMEOUT_SECONDS": str(deadline),
         "RTT_HTTP_BODY_TIMEOUT_SECONDS": str(deadline),
@@ -290,6 +290,79 @@ async def test_slowloris_flood_is_refused_cut_and_leaves_nothing_behind(tmp_path
         assert rss_after < rss_before + 16 * 2**20
     finally:
         await asyncio.to_thread(node.stop)
+
+
+class _LimitedNode(NodeProcess):
+    """A node started with an open-files limit of (soft, hard)."""
+
+    def __init__(self, nofile: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(APPS_TOML, **kwargs)
+        self.nofile = nofile
+
+    def command(self) -> list[str]:
+        limit = (
+            f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, {self.nofile});"
+            " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+        )
+        return [sys.executable, "-c", limit, *super().command()[1:]]
+
+
+def _soft_open_files(pid: int) -> int:
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open-files limit")
+
+
+async def test_rtt_serve_raises_its_open_files_limit_to_fit_the_ceiling(tmp_path, engine):
+    """Pins: the ceiling could exceed what the process may open (a soft limit of 1 024 is
+    common), so a flood met the fd limit first. `rtt serve` raises its soft limit to fit
+    RTT_MAX_CONNECTIONS (and the refusals that may linger) when the hard limit allows."""
+    env = {**_engine_env(engine), "RTT_MAX_CONNECTIONS": "1000"}
+    node = _LimitedNode((512, 4096), directory=tmp_path, env=env)
+    await asyncio.to_thread(node.start)
+    try:
+        assert _soft_open_files(node.pid) == 1000 + 250 + 256
+        assert "RTT_MAX_CONNECTIONS" not in node.log_text()
+    finally:
+        await asyncio.to_thread(node.stop)
+
+
+async def test_a_ceiling_beyond_the_open_files_limit_is_lowered_to_fit(tmp_path, engine):
+    """Pins: with RTT_MAX_CONNECTIONS above what the process may ever open, a flood ran the
+    node out of fds: accept failed and /healthz stopped answering. `rtt serve` lowers the
+    ceiling to what fits and says so; connections over it are answered 503 at once."""
+    env = {**_engine_env(engine), "RTT_MAX_CONNECTIONS": "10000"}
+    node = _LimitedNode((512, 512), directory=tmp_path, env=env)
+    await asyncio.to_thread(node.start)
+    fits = (512 - 256) * 4 // 5
+    try:
+        assert f"serving at most {fits} connections" in node.log_text()
+        held = [await RawConnection.open(node.port) for _ in range(fits + 20)]
+
+        async def refused(connection: RawConnection) -> bool:
+            try:
+                assert_refusal(await connection.until_closed(0.5), 503, 50301)
+            except TimeoutError:
+                return False
+            return True
+
+        outcomes = await asyncio.gather(*(refused(connection) for connection in held))
+        assert fits - 2 <= outcomes.count(False) <= fits, outcomes.count(False)
+        assert await healthz(node.url, timeout=1.0) == 503
+        for connection in held:
+            connection.close()
+        await eventually(lambda: healthz(node.url), lambda status: status == 200)
+    finally:
+        await asyncio.to_thread(node.stop)
+
+
+def _engine_env(engine: str) -> dict[str, str]:
+    return {
+        "RTT_ENGINE": engine,
+        "RTT_REDIS_URL": support.ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
+    }
 
 
 # --- clients that leave mid-body -----------------------------------------------------------
