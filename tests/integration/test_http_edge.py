@@ -35,7 +35,6 @@ HEAD = 0.5  # seconds: the test nodes' head and body deadlines
 BODY = 0.5
 SLACK = 1.5  # scheduling headroom on a shared 2-core machine
 AUTH = {"service": "authenticationV2", "operation": "AUTHENTICATE", "data": dict(SERVER)}
-SYSTEM_FROM = {"id": None, "name": "App Administrator"}
 
 PARTIAL_HEADS = {
     "half a request line": b"POST /s2sdisp",
@@ -235,7 +234,8 @@ async def test_slowloris_flood_is_refused_cut_and_leaves_nothing_behind(tmp_path
     /healthz stopped answering. Against a real `rtt serve` (RTT_MAX_CONNECTIONS=100, 1 s
     deadlines), 300 sockets that each send part of a request and hold: 100 are held and cut at
     the deadline (408), the other 200 are answered 503 at once, /healthz from a fresh client
-    answers within a second throughout, and the node's fds and RSS come back down."""
+    answers at once while the node is full (503) and 200 after, and the node's fds and RSS come
+    back down."""
     ceiling, flood, deadline = 100, 300, 1.0
     env = {
         **_engine_env(engine),
@@ -363,6 +363,27 @@ def _engine_env(engine: str) -> dict[str, str]:
         "RTT_ENGINE": engine,
         "RTT_REDIS_URL": support.ENGINE["redis_url"] or "redis://127.0.0.1:6379/0",
     }
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"BREW /s2sdispatcher HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"POST /s2sdispatcher HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET /s2sdispatcher HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 405),
+        (b"GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404),
+    ],
+    ids=["unknown-method", "negative-length", "wrong-method", "unknown-route"],
+)
+async def test_refusals_before_any_handler_are_json_too(server, request_bytes, status):
+    """Pins: a request uvicorn could not parse answered "Invalid HTTP request received." and
+    Starlette's 404/405 answered plain text; every refusal is now JSON in the brainCloud
+    shape (reason 40001)."""
+    connection = await RawConnection.open(server.settings.port, request_bytes)
+    try:
+        assert_refusal(await connection.until_closed(), status, 40001)
+    finally:
+        connection.close()
 
 
 # --- clients that leave mid-body -----------------------------------------------------------
