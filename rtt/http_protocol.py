@@ -113,7 +113,8 @@ class _Tally:
 
 
 def _address(peer: object) -> str:
-    return "%s:%d" % peer if isinstance(peer, tuple) else "client"  # noqa: UP031
+    """host:port of a peer address (IPv6 ones have four fields)."""
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "client"
 
 
 class _Edge:
