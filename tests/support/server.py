@@ -101,6 +101,11 @@ class RunningServer:
     def node(self):
         return self.app.state.node
 
+    @property
+    def connections(self) -> int:
+        """Open HTTP and WebSocket connections, as uvicorn counts them."""
+        return len(self._server.server_state.connections)
+
     async def start(self) -> RunningServer:
         self._task = asyncio.create_task(self._server.serve())
         async with asyncio.timeout(10):
