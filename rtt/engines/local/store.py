@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rtt.domain.events import Event
-from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
-from rtt.domain.paging import Query
-from rtt.domain.push import PushEntry
+from rtt.domain.events import Event, event_bytes
+from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
+from rtt.domain.paging import Query, fetch_for, fitting
+from rtt.domain.push import PushEntry, push_bytes
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
 from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
@@ -52,6 +52,12 @@ _COLUMN_OF = {
     "msgUp": "m.msg_up",
 }
 _MID_SEPARATOR = b"\x00"  # never inside a JSON fragment
+# What sizing a message's item needs, read without its content (length() of a BLOB is in the
+# row's header): replies are cut to their byte budget before any content is read.
+_SIZE_COLUMNS = (
+    "m.from_id, m.reply_to, length(m.content), length(CAST(m.sender AS BLOB)),"
+    " length(CAST(m.recipients AS BLOB))"
+)
 
 
 def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
@@ -70,6 +76,12 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
 
 def _entry(profile: str, row: tuple[Any, ...]) -> BoxEntry:
     return BoxEntry(profile, row[0], bool(row[1]), row[2], row[3], row[4], _message(row[5:]))
+
+
+def _size(row: tuple[Any, ...], msgbox: str | None, profile: str | None) -> int:
+    """The item size bound of a row of _SIZE_COLUMNS."""
+    from_id, reply_to, content, sender, to = row
+    return entry_bytes(msgbox, profile, from_id, reply_to, content, sender, to)
 
 
 def _placeholders(n: int) -> str:
@@ -200,14 +212,26 @@ class SqliteStore:
     def _held(
         self, conn: sqlite3.Connection, app: str, profile: str, sent: bool, msg_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        """msg_id → (no, message columns…) of the ids that `profile` holds in that box."""
+        """msg_id → (no, msg_id, msg_cr, _SIZE_COLUMNS…) of the ids `profile` holds in that
+        box; no content is read."""
         has = self._boxes.has
         rows = conn.execute(
-            f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
+            f"SELECT m.no, m.msg_id, m.msg_cr, {_SIZE_COLUMNS} FROM messages m"
             f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
             (app, *msg_ids),
         )
         return {r[1]: r for r in rows if has(app, profile, entry_key(r[0], sent))}
+
+    def _entries_by_key(
+        self, conn: sqlite3.Connection, app: str, profile: str, keys: list[int]
+    ) -> list[BoxEntry]:
+        """The box entries of these entry keys (index.py), in that order."""
+        rows = conn.execute(
+            f"{_ENTRIES} SELECT e.no, e.sent, {_BOX_COLUMNS}{_BOX_SOURCE}",
+            (dumps(keys), profile, app),
+        )
+        found = {entry_key(r[0], bool(r[1])): _entry(profile, r[2:]) for r in rows}
+        return [found[k] for k in keys if k in found]
 
     def _holders(
         self, conn: sqlite3.Connection, app: str, msg_id: str, expected: int
@@ -360,44 +384,42 @@ class SqliteStore:
 
         return await self._write(write)
 
-    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
-        def read(conn: sqlite3.Connection) -> list[Message]:
+    async def get_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int
+    ) -> tuple[list[Message], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], bool]:
             rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages m"
+                f"SELECT m.msg_id, m.no, {_SIZE_COLUMNS} FROM messages m"
                 f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
                 (app, *msg_ids),
             )
-            found = {r[0]: _message(r) for r in rows}
-            return [found[i] for i in msg_ids if i in found]
+            found = {r[0]: (r[1], _size(r[2:], None, None)) for r in rows}
+            held = [found[i] for i in msg_ids if i in found]
+            fit = fitting([size for _, size in held], max_bytes)
+            return _messages_by_no(conn, [no for no, _ in held[:fit]]), fit < len(held)
 
         return await self._db.run(read)
 
     async def get_entries(
-        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
-    ) -> list[BoxEntry]:
+        self,
+        app: str,
+        profile: str,
+        box: str,
+        msg_ids: list[str],
+        mark_read_at: int | None,
+        max_bytes: int,
+    ) -> tuple[list[BoxEntry], list[str]]:
         sent = box == SENT
 
-        def read(conn: sqlite3.Connection) -> list[BoxEntry]:
+        def read(conn: sqlite3.Connection) -> tuple[list[BoxEntry], list[str]]:
             held = self._held(conn, app, profile, sent, msg_ids)
-            nos = [r[0] for r in held.values()]
+            rows = [held[i] for i in msg_ids if i in held]
             if mark_read_at is not None:
-                _mark_read(conn, app, profile, sent, nos, mark_read_at)
-            changes = {
-                r[0]: r[1:]
-                for r in conn.execute(
-                    "SELECT msg_no, read, mb_up, mb_ver FROM box_changes WHERE app = ?"
-                    f" AND profile = ? AND sent = ? AND msg_no IN ({_placeholders(len(nos))})",
-                    (app, profile, sent, *nos),
-                )
-            }
-            entries = []
-            for msg_id in msg_ids:
-                row = held.get(msg_id)
-                if row is not None:
-                    m = _message(row[1:])
-                    read, mb_up, mb_ver = changes.get(row[0], (sent, m.msg_cr, 1))
-                    entries.append(BoxEntry(profile, box, bool(read), m.msg_cr, mb_up, mb_ver, m))
-            return entries
+                _mark_read(conn, app, profile, sent, [r[0] for r in rows], mark_read_at)
+            fit = fitting([_size(r[3:], box, profile) for r in rows], max_bytes)
+            keys = [entry_key(r[0], sent) for r in rows[:fit]]
+            missing = [i for i in msg_ids if i not in held]
+            return self._entries_by_key(conn, app, profile, keys), missing
 
         if mark_read_at is None:
             return await self._db.run(read)
@@ -424,7 +446,7 @@ class SqliteStore:
                 "INSERT INTO box_changes(app, profile, msg_no, sent, read, mb_up, mb_ver,"
                 " deleted) VALUES (?, ?, ?, ?, ?, ?, 1, 1)"
                 " ON CONFLICT DO UPDATE SET deleted = 1",
-                [(app, profile, r[0], sent, sent, r[6]) for r in held],
+                [(app, profile, r[0], sent, sent, r[2]) for r in held],
             )
             self._stage_removal(app, [(profile, entry_key(r[0], sent)) for r in held])
             return len(held)
@@ -432,26 +454,32 @@ class SqliteStore:
         return await self._write(write)
 
     async def page(
-        self, app: str, profile: str | None, query: Query
+        self, app: str, profile: str | None, query: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
         def read(conn: sqlite3.Connection) -> tuple[int, list[BoxEntry] | list[Message]]:
             if profile is None:
                 params: list[Any] = [app]
                 source = "FROM messages m WHERE m.app = ?"
-                columns, tiebreak, head = _MESSAGE_COLUMNS, "m.msg_id", ""
+                key, tiebreak, head = "m.no, NULL", "m.msg_id", ""
             else:
                 params = [self._entries_json(app, profile), profile, app]
                 source = _BOX_SOURCE
-                columns, tiebreak, head = _BOX_COLUMNS, "e.sent, m.msg_id", _ENTRIES
+                key, tiebreak, head = "e.no, e.sent", "e.sent, m.msg_id", _ENTRIES
             source += _where(query, params)
             count = conn.execute(f"{head} SELECT count(*) {source}", params).fetchone()[0]
-            rows = conn.execute(
-                f"{head} SELECT {columns} {source}{_order(query, tiebreak)} LIMIT ? OFFSET ?",
-                (*params, query.rows, query.offset),
+            # the window's sizes first, then the content of what fits, in the same read
+            window = conn.execute(
+                f"{head} SELECT {key}, {_SIZE_COLUMNS} {source}{_order(query, tiebreak)}"
+                " LIMIT ? OFFSET ?",
+                (*params, query.limit, query.start),
             ).fetchall()
             if profile is None:
-                return count, [_message(r) for r in rows]
-            return count, [_entry(profile, r) for r in rows]
+                sizes = [_size(r[2:], None, None) for r in window]
+                nos = [r[0] for r in window[query.pick(sizes, max_bytes)]]
+                return count, _messages_by_no(conn, nos)
+            sizes = [_size(r[2:], SENT if r[1] else INBOX, profile) for r in window]
+            keys = [entry_key(r[0], bool(r[1])) for r in window[query.pick(sizes, max_bytes)]]
+            return count, self._entries_by_key(conn, app, profile, keys)
 
         return await self._db.run(read)
 
@@ -471,14 +499,32 @@ class SqliteStore:
 
         return await self._db.run(read)
 
-    async def get_events(self, app: str, profile: str) -> list[Event]:
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            rows = conn.execute(
-                "SELECT ev_id, event_type, from_id, profile, created_at, data FROM events"
-                " WHERE app = ? AND profile = ? ORDER BY created_at, ev_id",
-                (app, profile),
+    async def get_events(
+        self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
+    ) -> tuple[list[Event], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Event], bool]:
+            sql = (
+                "SELECT ev_id, event_type, from_id, created_at, length(data) FROM events"
+                " WHERE app = ? AND profile = ?"
             )
-            return [Event(*r) for r in rows]
+            params: list[Any] = [app, profile]
+            if after is not None:
+                sql += " AND (created_at, ev_id) > (?, ?)"
+                params += after
+            rows = conn.execute(
+                sql + " ORDER BY created_at, ev_id LIMIT ?", (*params, fetch_for(max_bytes))
+            ).fetchall()
+            fit = fitting([event_bytes(r[1], r[2], profile, r[4]) for r in rows], max_bytes)
+            ids = [r[0] for r in rows[:fit]]
+            data = dict(
+                conn.execute(
+                    "SELECT ev_id, data FROM events WHERE app = ? AND profile = ?"
+                    f" AND ev_id IN ({_placeholders(len(ids))})",
+                    (app, profile, *ids),
+                )
+            )
+            events = [Event(r[0], r[1], r[2], profile, r[3], data[r[0]]) for r in rows[:fit]]
+            return events, fit < len(rows)
 
         return await self._db.run(read)
 
@@ -536,8 +582,9 @@ class SqliteStore:
     async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
-                (app, key, response, time.time() + ttl),
+                "INSERT OR REPLACE INTO idempotency(app, key, expires_at, response)"
+                " VALUES (?, ?, ?, ?)",
+                (app, key, time.time() + ttl, response),
             )
         )
 
@@ -561,22 +608,50 @@ class SqliteStore:
             )
         )
 
-    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
-        def read(conn: sqlite3.Connection) -> list[PushEntry]:
+    async def pending(
+        self, app: str, profile: str | None, limit: int, after: str | None, max_bytes: int
+    ) -> tuple[list[PushEntry], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[PushEntry], bool]:
             sql = (
-                "SELECT profile, kind, ref, title, body, data, created_at, id, attempts"
+                "SELECT id, profile, kind, ref, title, body, created_at, attempts, length(data)"
                 " FROM push_outbox WHERE app = ?"
             )
             params: list[Any] = [app]
             if profile is not None:
                 sql += " AND profile = ?"
                 params.append(profile)
-            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit))
-            return [
-                PushEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], str(r[7]), r[8]) for r in rows
+            if after is not None:
+                # a pushId is the row id as text: compared to the column as the number it is
+                sql += " AND id > ?"
+                params.append(after)
+            look = min(limit + 1, fetch_for(max_bytes))
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, look)).fetchall()
+            sizes = [push_bytes(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
+            chosen = rows[: min(limit, fitting(sizes, max_bytes))]
+            data = dict(
+                conn.execute(
+                    f"SELECT id, data FROM push_outbox WHERE id IN ({_placeholders(len(chosen))})",
+                    [r[0] for r in chosen],
+                )
+            )
+            entries = [
+                PushEntry(r[1], r[2], r[3], r[4], r[5], data[r[0]], r[6], str(r[0]), r[7])
+                for r in chosen
             ]
+            return entries, len(rows) > len(chosen)
 
         return await self._db.run(read)
+
+
+def _messages_by_no(conn: sqlite3.Connection, nos: list[int]) -> list[Message]:
+    """The messages of these row numbers, in that order."""
+    rows = conn.execute(
+        f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
+        f" WHERE m.no IN ({_placeholders(len(nos))})",
+        nos,
+    )
+    found = {r[0]: _message(r[1:]) for r in rows}
+    return [found[no] for no in nos if no in found]
 
 
 def _unpack(packed: bytes) -> list[int]:

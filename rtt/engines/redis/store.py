@@ -10,15 +10,15 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 import redis.exceptions
 from redis.asyncio import Redis
 
 from rtt.domain.events import Event
-from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
-from rtt.domain.paging import Query
+from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
+from rtt.domain.paging import Query, fetch_for, fitting
 from rtt.domain.push import PushEntry
 from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.redis import keys, query
@@ -40,6 +40,11 @@ _FIELDS = (
     "reply_to",
 )
 CHANGE_RETRIES = 5
+# Reads go in small commands so no connection is held for a big transfer: metadata of this many
+# messages per pipeline, box fields and index members per SCAN call, push entries per XRANGE.
+META_CHUNK = 128
+SCAN_COUNT = 1000
+PUSH_CHUNK = 16
 
 
 def guarded(
@@ -74,6 +79,20 @@ def _message(msg_id: str, values: list[Any]) -> Message | None:
         msg_ver=int(fields["msg_ver"]),
         reply_to=fields["reply_to"].decode() or None,
     )
+
+
+def _push_entry(entry_id: bytes, f: dict[bytes, Any]) -> PushEntry:
+    return PushEntry(
+        f[b"profile"].decode(), f[b"kind"].decode(), f[b"ref"].decode(), f[b"title"].decode(),
+        f[b"body"].decode(), bytes(f[b"data"]), int(f[b"created_at"]), entry_id.decode(),
+        int(f[b"attempts"]),
+    )  # fmt: skip
+
+
+def _box_field(field: bytes) -> tuple[str, str]:
+    """`<msgbox>:<msgId>` of a box hash field → (msgbox, msgId)."""
+    box, _, msg_id = field.decode().partition(":")
+    return box, msg_id
 
 
 def _strings(parts: list[bytes]) -> bytes:
@@ -184,7 +203,7 @@ class RedisStore:
         fid = uuid.uuid4().hex
         script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
         recipients = [
-            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode())
+            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at)
             for e, mid in zip(events, mids, strict=True)
         ]
         args: list[Any] = [
@@ -266,7 +285,7 @@ class RedisStore:
     async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int:
         return await self._box_entries("delete", app, profile, box, msg_ids, 0)
 
-    # --- reads -------------------------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------------
 
     async def _messages(self, app: str, msg_ids: list[str]) -> dict[str, Message]:
         async with self._r.pipeline(transaction=False) as pipe:
@@ -276,44 +295,118 @@ class RedisStore:
         found = {i: _message(i, row) for i, row in zip(msg_ids, rows, strict=True)}
         return {i: m for i, m in found.items() if m is not None}
 
-    @guarded
-    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
-        found = await self._messages(app, msg_ids)
-        return [found[i] for i in msg_ids if i in found]
+    async def _metas(
+        self, app: str, msg_ids: list[str], with_to: bool
+    ) -> dict[str, tuple[Any, ...]]:
+        """msg_id → (from_id, reply_to, msg_cr, msg_up, content, sender, to sizes, to) of the
+        messages that exist, without reading their content; `to` only if `with_to`."""
+        out: dict[str, tuple[Any, ...]] = {}
+        names = ["from_id", "reply_to", "msg_cr", "msg_up", *(["to"] if with_to else [])]
+        for i in range(0, len(msg_ids), META_CHUNK):
+            chunk = msg_ids[i : i + META_CHUNK]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for msg_id in chunk:
+                    key = keys.message(app, msg_id)
+                    pipe.hmget(key, names)
+                    for field in ("content", "sender", "to"):
+                        pipe.hstrlen(key, field)
+                replies = await pipe.execute()
+            for n, msg_id in enumerate(chunk):
+                values, content, sender, to = replies[4 * n : 4 * n + 4]
+                if values[2] is None:
+                    continue  # deleted meanwhile
+                from_id, reply_to = values[0].decode() or None, values[1].decode() or None
+                recipients = loads(values[4]) if with_to else None
+                out[msg_id] = (
+                    from_id, reply_to, int(values[2]), int(values[3]), content, sender, to,
+                    recipients,
+                )  # fmt: skip
+        return out
 
-    async def _entries(self, app: str, profile: str, states: dict[str, bytes]) -> list[BoxEntry]:
-        """Box entries from `<box>:<msgId>` → state, joined with their messages."""
-        split = [(f.split(":", 1), loads(v)) for f, v in states.items()]
-        messages = await self._messages(app, list({ids[1] for ids, _ in split}))
-        return [
-            BoxEntry(profile, box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), messages[msg_id])
-            for (box, msg_id), s in split
-            if msg_id in messages
-        ]
+    async def _cut_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int, msgbox: str | None, profile: str | None
+    ) -> tuple[dict[str, Message], int]:
+        """The messages of the leading ids that fit in `max_bytes` (missing ones skipped), and
+        how many existed."""
+        metas = await self._metas(app, msg_ids, with_to=False)
+        held = [i for i in msg_ids if i in metas]
+        sizes = [entry_bytes(msgbox, profile, *metas[i][:2], *metas[i][4:7]) for i in held]
+        return await self._messages(app, held[: fitting(sizes, max_bytes)]), len(held)
+
+    @guarded
+    async def get_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int
+    ) -> tuple[list[Message], bool]:
+        found, existing = await self._cut_messages(app, msg_ids, max_bytes, None, None)
+        return [found[i] for i in msg_ids if i in found], len(found) < existing
 
     @guarded
     async def get_entries(
-        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
-    ) -> list[BoxEntry]:
+        self,
+        app: str,
+        profile: str,
+        box: str,
+        msg_ids: list[str],
+        mark_read_at: int | None,
+        max_bytes: int,
+    ) -> tuple[list[BoxEntry], list[str]]:
         if mark_read_at is not None:
             await self._box_entries("read", app, profile, box, msg_ids, mark_read_at)
-        fields = [f"{box}:{i}" for i in msg_ids]
-        values = await self._r.hmget(keys.box(app, profile), fields)
-        states = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
-        found = {e.message.msg_id: e for e in await self._entries(app, profile, states)}
-        return [found[i] for i in msg_ids if i in found]
+        values = await self._r.hmget(keys.box(app, profile), [f"{box}:{i}" for i in msg_ids])
+        states = {i: loads(v) for i, v in zip(msg_ids, values, strict=True) if v is not None}
+        found, _ = await self._cut_messages(app, list(states), max_bytes, box, profile)
+        entries = [
+            BoxEntry(profile, box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), found[i])
+            for i, s in states.items()
+            if i in found
+        ]
+        return entries, [i for i in msg_ids if i not in states]
+
+    async def _rows(
+        self, app: str, profile: str | None, states: dict[tuple[str, str], Any], q: Query
+    ) -> list[query.Row]:
+        """A query row per (box, msg_id) of `states` (the Sys view: box "" and no state)."""
+        with_to = any(f.field == "message.to" for f in q.filters)
+        metas = await self._metas(app, list(dict.fromkeys(i for _, i in states)), with_to)
+        rows = []
+        for (box, msg_id), state in states.items():
+            meta = metas.get(msg_id)
+            if meta is None:
+                continue
+            from_id, reply_to, msg_cr, msg_up, content, sender, to, recipients = meta
+            values = {
+                "message.from.id": from_id,
+                "message.to": recipients,
+                "msgCr": msg_cr,
+                "msgUp": msg_up,
+            }
+            if state is not None:
+                values |= {"msgbox": box, "read": bool(state[0]), "mbCr": state[1]}
+                values["mbUp"] = state[2]
+            size = entry_bytes(box or None, profile, from_id, reply_to, content, sender, to)
+            rows.append(query.Row(msg_id, box, values, size, state))
+        return rows
 
     @guarded
     async def page(
-        self, app: str, profile: str | None, q: Query
+        self, app: str, profile: str | None, q: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
         if profile is None:
-            ids = [i.decode() for i in await self._r.zrange(keys.message_index(app), 0, -1)]
-            messages = list((await self._messages(app, ids)).values())
-            return query.run(q, messages)
-        raw = await self._r.hgetall(keys.box(app, profile))
-        states = {f.decode(): v for f, v in raw.items()}
-        return query.run(q, await self._entries(app, profile, states))
+            index = self._r.zscan_iter(keys.message_index(app), count=SCAN_COUNT)
+            states: dict[tuple[str, str], Any] = {("", i.decode()): None async for i, _ in index}
+        else:
+            scan = self._r.hscan_iter(keys.box(app, profile), count=SCAN_COUNT)
+            states = {_box_field(field): loads(value) async for field, value in scan}
+        count, window = query.run(q, await self._rows(app, profile, states, q))
+        chosen = window[q.pick([r.size for r in window], max_bytes)]
+        found = await self._messages(app, [r.msg_id for r in chosen])
+        if profile is None:
+            return count, [found[r.msg_id] for r in chosen if r.msg_id in found]
+        return count, [
+            BoxEntry(profile, r.msgbox, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), m)
+            for r in chosen
+            if (m := found.get(r.msg_id)) is not None and (s := r.state) is not None
+        ]
 
     @guarded
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
@@ -325,19 +418,55 @@ class RedisStore:
                 out[box]["unread"] += 1
         return out
 
+    async def _event_order(
+        self, app: str, profile: str, after: tuple[int, str] | None, look: int
+    ) -> list[str]:
+        """Up to `look` event ids oldest first (createdAt, then evId), after `after`."""
+        order = keys.event_order(app, profile)
+        low: str | int = "-inf" if after is None else after[0]
+        ids: list[str] = []
+        offset = 0
+        while len(ids) < look:
+            batch = await self._r.zrangebyscore(
+                order, low, "+inf", start=offset, num=look, withscores=True
+            )
+            for member, score in cast(list[tuple[bytes, float]], batch):
+                key = (int(score), member.decode())
+                if after is None or key > after:
+                    ids.append(key[1])
+            if len(batch) < look:
+                break
+            offset += len(batch)
+        return ids[:look]
+
     @guarded
-    async def get_events(self, app: str, profile: str) -> list[Event]:
-        items = [loads(v) for v in (await self._r.hgetall(keys.events(app, profile))).values()]
-        items.sort(key=lambda e: (e["createdAt"], e["evId"]))
-        return [
+    async def get_events(
+        self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
+    ) -> tuple[list[Event], bool]:
+        ids = await self._event_order(app, profile, after, fetch_for(max_bytes))
+        if not ids:
+            return [], False
+        events_key = keys.events(app, profile)
+        async with self._r.pipeline(transaction=False) as pipe:
+            for ev_id in ids:
+                pipe.hstrlen(events_key, ev_id)  # the stored JSON is the item
+            sizes = await pipe.execute()
+        fit = fitting(sizes, max_bytes)
+        items = [loads(v) for v in await self._r.hmget(events_key, ids[:fit]) if v is not None]
+        events = [
             Event(e["evId"], e["eventType"], e["fromPlayerId"], e["toPlayerId"], e["createdAt"],
                   dumps(e["eventData"]))
             for e in items
         ]  # fmt: skip
+        return events, fit < len(ids)
 
     @guarded
     async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int:
-        return int(await self._r.hdel(keys.events(app, profile), *ev_ids))
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.events(app, profile), *ev_ids)
+            pipe.zrem(keys.event_order(app, profile), *ev_ids)
+            deleted, _ = await pipe.execute()
+        return int(deleted)
 
     # --- stream ------------------------------------------------------------------------------
 
@@ -409,21 +538,22 @@ class RedisStore:
     # --- push outbox -------------------------------------------------------------------------
 
     @guarded
-    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
+    async def pending(
+        self, app: str, profile: str | None, limit: int, after: str | None, max_bytes: int
+    ) -> tuple[list[PushEntry], bool]:
         out: list[PushEntry] = []
-        start = "-"
-        while len(out) < limit:
-            batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=500)
+        total = 0
+        start = "-" if after is None else f"({after}"
+        while True:
+            batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=PUSH_CHUNK)
             for entry_id, f in batch:
-                if profile is None or f[b"profile"].decode() == profile:
-                    out.append(
-                        PushEntry(
-                            f[b"profile"].decode(), f[b"kind"].decode(), f[b"ref"].decode(),
-                            f[b"title"].decode(), f[b"body"].decode(), bytes(f[b"data"]),
-                            int(f[b"created_at"]), entry_id.decode(), int(f[b"attempts"]),
-                        )
-                    )  # fmt: skip
-            if len(batch) < 500:
-                break
+                if profile is not None and f[b"profile"].decode() != profile:
+                    continue
+                entry = _push_entry(entry_id, f)
+                total += len(dumps(entry.item()))
+                if len(out) == limit or (out and total > max_bytes):
+                    return out, True
+                out.append(entry)
+            if len(batch) < PUSH_CHUNK:
+                return out, False
             start = "(" + batch[-1][0].decode()
-        return out[:limit]
