@@ -6,6 +6,7 @@ there on: stored, pushed and returned without being encoded again.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -127,8 +128,14 @@ def entry_bytes(
     """An upper bound of the JSON size of a message's item, from the stored sizes of its
     content, sender and `to` (as serialized): a box entry of `profile` in `msgbox`, or the Sys
     item when msgbox is None. Engines cut replies with it before reading any content."""
-    shown_to = to if shows_whole_to(msgbox, from_id) else len(dumps([profile]))
+    shown_to = to if shows_whole_to(msgbox, from_id) else _listed_bytes(profile)
     return item_bytes(content, sender, shown_to, len(dumps(reply_to)) if reply_to else 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _listed_bytes(profile: str | None) -> int:
+    """The size of `[profile]` as serialized: what a system message's inbox entry shows."""
+    return len(dumps([profile]))
 
 
 def content_bytes(content: object, max_bytes: int, name: str = "contentJson") -> bytes:

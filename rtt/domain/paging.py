@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+import heapq
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rtt.errors import Reason, RttError
 from rtt.protocol import dumps, loads
+
+R = TypeVar("R")
 
 MAX_ROWS_PER_PAGE = 100
 MAX_PAGE = 10**9
@@ -80,6 +84,40 @@ class Query:
             kept = fitting(reversed(sizes), budget)
             return slice(len(sizes) - kept, len(sizes))
         return slice(0, fitting(sizes, budget))
+
+
+def sort_key(query: Query, values: Iterable[int]) -> tuple[int, ...]:
+    """A row's place in the query's order as far as its sort values (the integers of the fields
+    of `query.sort`, in that order) decide it; engines append their tiebreak (box, msgId)."""
+    return tuple(-v if d < 0 else v for v, (_, d) in zip(values, query.sort, strict=True))
+
+
+class TopRows(Generic[R]):
+    """A query's window found chunk by chunk: the first `start + limit` rows in the query's
+    order among the rows added so far, and how many matched. A big box is then read in short
+    steps that let other work (sends) run between them, never in one long read."""
+
+    def __init__(self, query: Query, key: Callable[[R], Any]) -> None:
+        self.count = 0
+        self._start, self._need = query.start, query.start + query.limit
+        self._key = key
+        self._rows: list[tuple[Any, R]] = []
+
+    def add(self, rows: list[R], matched: int | None = None) -> None:
+        """Rows of one chunk that match the filters (`matched` of them if only the chunk's best
+        are given). Each step costs O(its rows + the window), so none of them is long."""
+        self.count += len(rows) if matched is None else matched
+        chunk = sorted(((self._key(row), row) for row in rows), key=_first)
+        merged = heapq.merge(self._rows, chunk, key=_first)
+        self._rows = list(itertools.islice(merged, self._need))
+
+    @property
+    def window(self) -> list[R]:
+        return [row for _, row in self._rows[self._start :]]
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 # field → the operators allowed on it, per scope

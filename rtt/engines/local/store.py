@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from rtt.domain.events import Event, event_bytes
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
-from rtt.domain.paging import Query, fetch_for, fitting
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting, sort_key
 from rtt.domain.push import PushEntry, push_bytes
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
@@ -27,14 +27,18 @@ from rtt.protocol import Frame, dumps, loads
 
 T = TypeVar("T")
 
+BOX_CHUNK = 256  # box entries one job on the database thread looks at (under a millisecond)
+
 _MESSAGE_COLUMNS = (
     "m.msg_id, m.sender, m.recipients, m.sent_at, m.content, m.msg_cr, m.msg_up, m.msg_ver,"
     " m.reply_to"
 )
 # A profile's box entries as a table: its entry keys (index.py) come in as one JSON array.
+# CROSS JOIN keeps them the outer loop: left to itself the planner may scan the app's messages
+# and the whole array once per message, a cost quadratic in the box.
 _ENTRIES = "WITH e(no, sent) AS (SELECT value >> 1, value & 1 FROM json_each(?))"
 _BOX_SOURCE = (
-    " FROM e JOIN messages m ON m.no = e.no LEFT JOIN box_changes c"
+    " FROM e CROSS JOIN messages m ON m.no = e.no LEFT JOIN box_changes c"
     " ON c.app = m.app AND c.profile = ? AND c.msg_no = e.no AND c.sent = e.sent"
     " WHERE m.app = ?"
 )
@@ -453,51 +457,75 @@ class SqliteStore:
 
         return await self._write(write)
 
+    async def _box_chunks(self, app: str, profile: str) -> list[bytes]:
+        """The profile's entry keys as JSON arrays of BOX_CHUNK keys: a box is read a chunk per
+        job on the database thread, so a big one never holds it for long."""
+        keys = await self._db.run(lambda conn: self._boxes.entries(app, profile))
+        return [dumps(keys[i : i + BOX_CHUNK]) for i in range(0, len(keys), BOX_CHUNK)]
+
     async def page(
         self, app: str, profile: str | None, query: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
-        def read(conn: sqlite3.Connection) -> tuple[int, list[BoxEntry] | list[Message]]:
-            if profile is None:
-                params: list[Any] = [app]
-                source = "FROM messages m WHERE m.app = ?"
-                key, tiebreak, head = "m.no, NULL", "m.msg_id", ""
-            else:
-                params = [self._entries_json(app, profile), profile, app]
-                source = _BOX_SOURCE
-                key, tiebreak, head = "e.no, e.sent", "e.sent, m.msg_id", _ENTRIES
-            source += _where(query, params)
-            count = conn.execute(f"{head} SELECT count(*) {source}", params).fetchone()[0]
-            # the window's sizes first, then the content of what fits, in the same read
-            window = conn.execute(
-                f"{head} SELECT {key}, {_SIZE_COLUMNS} {source}{_order(query, tiebreak)}"
-                " LIMIT ? OFFSET ?",
-                (*params, query.limit, query.start),
-            ).fetchall()
-            if profile is None:
-                sizes = [_size(r[2:], None, None) for r in window]
-                nos = [r[0] for r in window[query.pick(sizes, max_bytes)]]
-                return count, _messages_by_no(conn, nos)
-            sizes = [_size(r[2:], SENT if r[1] else INBOX, profile) for r in window]
-            keys = [entry_key(r[0], bool(r[1])) for r in window[query.pick(sizes, max_bytes)]]
-            return count, self._entries_by_key(conn, app, profile, keys)
+        if profile is None:
+            return await self._db.run(lambda conn: _sys_page(conn, app, query, max_bytes))
+        # the window first, a chunk of the box per job: each chunk's best (keys, sort values,
+        # msg_id) and how many matched; then, in one last job, what of it fits the budget
+        sorts = len(query.sort)
+        top: TopRows[tuple[Any, ...]] = TopRows(
+            query, lambda r: (*sort_key(query, r[2 : 2 + sorts]), r[1], r[2 + sorts])
+        )
+        columns = ", ".join(_COLUMN_OF[field] for field, _ in query.sort)
+        for chunk in await self._box_chunks(app, profile):
+            params: list[Any] = [chunk, profile, app]
+            source = _BOX_SOURCE + _where(query, params)
+            best = (
+                f"{_ENTRIES} SELECT e.no, e.sent, {columns}, m.msg_id{source}"
+                f"{_order(query, 'e.sent, m.msg_id')} LIMIT {query.start + query.limit}"
+            )
 
-        return await self._db.run(read)
+            def read(
+                conn: sqlite3.Connection,
+                best: str = best,
+                source: str = source,
+                params: Any = params,
+            ) -> tuple[int, list[tuple[Any, ...]]]:
+                count = conn.execute(f"{_ENTRIES} SELECT count(*){source}", params).fetchone()
+                return count[0], conn.execute(best, params).fetchall()
 
-    def _entries_json(self, app: str, profile: str) -> bytes:
-        return dumps(self._boxes.entries(app, profile))
+            matched, rows = await self._db.run(read)
+            top.add(rows, matched)
+        window = [entry_key(r[0], bool(r[1])) for r in top.window]
+
+        def fitting_entries(conn: sqlite3.Connection) -> list[BoxEntry]:
+            rows = conn.execute(
+                f"{_ENTRIES} SELECT e.no, e.sent, {_SIZE_COLUMNS}{_BOX_SOURCE}",
+                (dumps(window), profile, app),
+            )
+            size = {
+                entry_key(r[0], bool(r[1])): _size(r[2:], SENT if r[1] else INBOX, profile)
+                for r in rows
+            }
+            held = [key for key in window if key in size]
+            chosen = held[query.pick([size[key] for key in held], max_bytes)]
+            return self._entries_by_key(conn, app, profile, chosen)
+
+        return top.count, await self._db.run(fitting_entries)
 
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
-        def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
-            for box, total, unread in conn.execute(
-                f"{_ENTRIES} SELECT {_MSGBOX}, count(*), sum({_READ} = 0){_BOX_SOURCE}"
-                " GROUP BY e.sent",
-                (self._entries_json(app, profile), profile, app),
-            ):
-                out[box] = {"total": total, "unread": unread}
-            return out
+        out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
+        for chunk in await self._box_chunks(app, profile):
 
-        return await self._db.run(read)
+            def read(conn: sqlite3.Connection, chunk: bytes = chunk) -> list[tuple[str, int, int]]:
+                return conn.execute(
+                    f"{_ENTRIES} SELECT {_MSGBOX}, count(*), sum({_READ} = 0){_BOX_SOURCE}"
+                    " GROUP BY e.sent",
+                    (chunk, profile, app),
+                ).fetchall()
+
+            for box, total, unread in await self._db.run(read):
+                out[box]["total"] += total
+                out[box]["unread"] += unread
+        return out
 
     async def get_events(
         self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
@@ -641,6 +669,22 @@ class SqliteStore:
             return entries, len(rows) > len(chosen)
 
         return await self._db.run(read)
+
+
+def _sys_page(
+    conn: sqlite3.Connection, app: str, query: Query, max_bytes: int
+) -> tuple[int, list[BoxEntry] | list[Message]]:
+    """A page of the app's messages (the Sys view): the window's sizes first, then the content
+    of what fits. One read: its sort and filters run on the app's indexes."""
+    params: list[Any] = [app]
+    source = "FROM messages m WHERE m.app = ?" + _where(query, params)
+    count = conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]
+    window = conn.execute(
+        f"SELECT m.no, {_SIZE_COLUMNS} {source}{_order(query, 'm.msg_id')} LIMIT ? OFFSET ?",
+        (*params, query.limit, query.start),
+    ).fetchall()
+    sizes = [_size(r[1:], None, None) for r in window]
+    return count, _messages_by_no(conn, [r[0] for r in window[query.pick(sizes, max_bytes)]])
 
 
 def _messages_by_no(conn: sqlite3.Connection, nos: list[int]) -> list[Message]:

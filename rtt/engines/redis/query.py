@@ -1,17 +1,17 @@
 """Paging queries evaluated in Python over rows read from Redis (which has no query engine).
 
 A row is what a query needs of one item without its content: its filter and sort values and
-its size. This costs O(entries in the box) small reads per page, fine for inboxes of thousands;
-content is read only for the items of the page. The local engine runs the same queries in SQL.
+its size. A page costs O(entries in the box) small reads, made a chunk at a time (TopRows), so
+the event loop and the pool serve others between them; content is read only for the items of
+the page. The local engine runs the same queries in SQL.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
-from rtt.domain.paging import Filter, Query
+from rtt.domain.paging import Filter, Query, sort_key
 
 
 @dataclass(slots=True)
@@ -37,14 +37,12 @@ def _matches(row: Row, f: Filter) -> bool:
     return bool(value == f.value)
 
 
-def _sort_key(row: Row, field: str) -> Any:
-    return row.values[field]
+def matches(query: Query, row: Row) -> bool:
+    """Whether the row passes every filter of the query."""
+    return all(_matches(row, f) for f in query.filters)
 
 
-def run(query: Query, rows: list[Row]) -> tuple[int, list[Row]]:
-    """(total matching, the query's window), sorted as the query says, ties by box and id."""
-    matching = [r for r in rows if all(_matches(r, f) for f in query.filters)]
-    matching.sort(key=lambda r: (r.msgbox, r.msg_id))
-    for field, direction in reversed(query.sort):
-        matching.sort(key=functools.partial(_sort_key, field=field), reverse=direction < 0)
-    return len(matching), matching[query.start : query.start + query.limit]
+def order(query: Query, row: Row) -> tuple[Any, ...]:
+    """The row's place in the query's order: its sort values, then box and id, as in SQL."""
+    values = (row.values[field] for field, _ in query.sort)
+    return (*sort_key(query, values), row.msgbox, row.msg_id)

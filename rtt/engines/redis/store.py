@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from rtt.domain.events import Event
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
-from rtt.domain.paging import Query, fetch_for, fitting
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting
 from rtt.domain.push import PushEntry
 from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.redis import keys, query
@@ -40,10 +40,11 @@ _FIELDS = (
     "reply_to",
 )
 CHANGE_RETRIES = 5
-# Reads go in small commands so no connection is held for a big transfer: metadata of this many
-# messages per pipeline, box fields and index members per SCAN call, push entries per XRANGE.
+# Reads go in small commands so no connection is held for a big transfer: messages' metadata
+# META_CHUNK per script call, box fields or index members a SCAN step at a time, push entries
+# PUSH_CHUNK per XRANGE.
 META_CHUNK = 128
-SCAN_COUNT = 1000
+SCAN_COUNT = 512  # a SCAN step visits this many buckets: about META_CHUNK entries
 PUSH_CHUNK = 16
 
 
@@ -301,25 +302,18 @@ class RedisStore:
         """msg_id → (from_id, reply_to, msg_cr, msg_up, content, sender, to sizes, to) of the
         messages that exist, without reading their content; `to` only if `with_to`."""
         out: dict[str, tuple[Any, ...]] = {}
-        names = ["from_id", "reply_to", "msg_cr", "msg_up", *(["to"] if with_to else [])]
         for i in range(0, len(msg_ids), META_CHUNK):
             chunk = msg_ids[i : i + META_CHUNK]
-            async with self._r.pipeline(transaction=False) as pipe:
-                for msg_id in chunk:
-                    key = keys.message(app, msg_id)
-                    pipe.hmget(key, names)
-                    for field in ("content", "sender", "to"):
-                        pipe.hstrlen(key, field)
-                replies = await pipe.execute()
-            for n, msg_id in enumerate(chunk):
-                values, content, sender, to = replies[4 * n : 4 * n + 4]
-                if values[2] is None:
+            metas = await self._scripts.message_meta(
+                keys=[keys.message(app, m) for m in chunk], args=["1" if with_to else "0"]
+            )
+            for msg_id, meta in zip(chunk, metas, strict=True):
+                from_id, reply_to, msg_cr, msg_up, content, sender, to, recipients = meta
+                if msg_cr is None:
                     continue  # deleted meanwhile
-                from_id, reply_to = values[0].decode() or None, values[1].decode() or None
-                recipients = loads(values[4]) if with_to else None
                 out[msg_id] = (
-                    from_id, reply_to, int(values[2]), int(values[3]), content, sender, to,
-                    recipients,
+                    from_id.decode() or None, reply_to.decode() or None, int(msg_cr),
+                    int(msg_up), content, sender, to, loads(recipients) if with_to else None,
                 )  # fmt: skip
         return out
 
@@ -363,10 +357,9 @@ class RedisStore:
         return entries, [i for i in msg_ids if i not in states]
 
     async def _rows(
-        self, app: str, profile: str | None, states: dict[tuple[str, str], Any], q: Query
+        self, app: str, profile: str | None, states: dict[tuple[str, str], Any], with_to: bool
     ) -> list[query.Row]:
         """A query row per (box, msg_id) of `states` (the Sys view: box "" and no state)."""
-        with_to = any(f.field == "message.to" for f in q.filters)
         metas = await self._metas(app, list(dict.fromkeys(i for _, i in states)), with_to)
         rows = []
         for (box, msg_id), state in states.items():
@@ -387,22 +380,42 @@ class RedisStore:
             rows.append(query.Row(msg_id, box, values, size, state))
         return rows
 
+    async def _candidates(
+        self, app: str, profile: str | None
+    ) -> AsyncIterator[dict[tuple[str, str], Any]]:
+        """The profile's box entries ((box, msg_id) → state), or the app's messages (("",
+        msg_id) → None), a SCAN step at a time (a SCAN returns an entry at least once)."""
+        cursor: int | None = None
+        while cursor != 0:
+            if profile is None:
+                cursor, members = await self._r.zscan(
+                    keys.message_index(app), cursor or 0, count=SCAN_COUNT
+                )
+                yield {("", m.decode()): None for m, _ in members}
+            else:
+                cursor, fields = await self._r.hscan(
+                    keys.box(app, profile), cursor or 0, count=SCAN_COUNT
+                )
+                yield {_box_field(f): loads(v) for f, v in fields.items()}
+
     @guarded
     async def page(
         self, app: str, profile: str | None, q: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
+        with_to = any(f.field == "message.to" for f in q.filters)
+        top: TopRows[query.Row] = TopRows(q, lambda row: query.order(q, row))
+        seen: set[tuple[str, str]] = set()
+        async for batch in self._candidates(app, profile):
+            fresh = {key: state for key, state in batch.items() if key not in seen}
+            seen.update(fresh)
+            rows = await self._rows(app, profile, fresh, with_to)
+            top.add([row for row in rows if query.matches(q, row)])
+        window = top.window
+        chosen = window[q.pick([row.size for row in window], max_bytes)]
+        found = await self._messages(app, [row.msg_id for row in chosen])
         if profile is None:
-            index = self._r.zscan_iter(keys.message_index(app), count=SCAN_COUNT)
-            states: dict[tuple[str, str], Any] = {("", i.decode()): None async for i, _ in index}
-        else:
-            scan = self._r.hscan_iter(keys.box(app, profile), count=SCAN_COUNT)
-            states = {_box_field(field): loads(value) async for field, value in scan}
-        count, window = query.run(q, await self._rows(app, profile, states, q))
-        chosen = window[q.pick([r.size for r in window], max_bytes)]
-        found = await self._messages(app, [r.msg_id for r in chosen])
-        if profile is None:
-            return count, [found[r.msg_id] for r in chosen if r.msg_id in found]
-        return count, [
+            return top.count, [found[r.msg_id] for r in chosen if r.msg_id in found]
+        return top.count, [
             BoxEntry(profile, r.msgbox, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), m)
             for r in chosen
             if (m := found.get(r.msg_id)) is not None and (s := r.state) is not None
