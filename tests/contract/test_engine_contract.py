@@ -452,3 +452,31 @@ async def test_push_outbox_reads_are_cut_at_the_budget(running):
             break
         after = entries[-1].push_id
     assert seen == [f"e{i}" for i in range(5)]
+
+
+async def test_a_box_bigger_than_a_read_step_pages_as_one_sorted_list(running):
+    """Pins: a box read a chunk at a time (more entries than one step holds) gives the count,
+    filter and order one sorted list would, on every page."""
+    frame = whole_frame("messaging", "INCOMING", {})
+    created = {}
+    for i in range(300):
+        message = new_message(SYSTEM, ["a"], b'{"t":1}', 1_000 + (i * 7919) % 150)
+        await running.store.append_message(APP, message, ["a"], None, frame, [b""], [])
+        created[message.msg_id] = message.msg_cr
+    read = list(created)[::3]
+    await running.store.mark_read(APP, "a", "inbox", read, 5)
+    unread = sorted((cr, i) for i, cr in created.items() if i not in set(read))
+    for number, direction in ((1, 1), (3, 1), (2, -1)):
+        context = {
+            "pagination": {"rowsPerPage": 40, "pageNumber": number},
+            "searchCriteria": {"read": False},
+            "sortCriteria": {"mbCr": direction},
+        }
+        count, items = await running.store.page(APP, "a", parse_context("box", context), BUDGET)
+        ordered = [i for _, i in sorted(unread, key=lambda p: (direction * p[0], p[1]))]
+        assert count == 200
+        assert [e.message.msg_id for e in items] == ordered[(number - 1) * 40 : number * 40]
+    assert await running.store.counts(APP, "a") == {
+        "inbox": {"total": 300, "unread": 200},
+        "sent": {"total": 0, "unread": 0},
+    }
