@@ -143,10 +143,11 @@ class Store(Protocol):
     async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int: ...
 
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
-        """Frames with seq > after, in order, at most `limit`; None if some were already
-        dropped (the caller must RESYNC)."""
+        """Frames with seq > after, in order, at most `limit` and, given `max_bytes`, no more
+        than fit in it (at least one: only those are read); None if some were already dropped
+        (the caller must RESYNC)."""
 
     async def latest_seq(self, app: str, profile: str) -> int: ...
 

@@ -480,3 +480,23 @@ async def test_a_box_bigger_than_a_read_step_pages_as_one_sorted_list(running):
         "inbox": {"total": 300, "unread": 200},
         "sent": {"total": 0, "unread": 0},
     }
+
+
+async def test_replay_reads_can_be_cut_at_a_byte_budget(running):
+    """Pins: a replay batch of big frames can be bounded in bytes (the session's hook for a
+    resume that must not read 500 frames of 128 KB at once): it stops at the budget, at least
+    one frame, and continuing from its last seq gives the same frames as one uncut read."""
+    for i in range(3):  # what the fixture's streams keep
+        message = new_message(SYSTEM, ["a"], b"{}", 1)
+        frame = whole_frame("messaging", "INCOMING", {"i": i, "text": BIG_TEXT})
+        await running.store.append_message(APP, message, ["a"], None, frame, [b""], [])
+    whole = await running.store.stream_since(APP, "a", 0, 100)
+    assert whole is not None and len(whole) == 3
+    budget = 25_000  # two frames of 10 KB fit, three do not
+    first = await running.store.stream_since(APP, "a", 0, 100, budget)
+    rest = await running.store.stream_since(APP, "a", 2, 100, budget)
+    assert first is not None and rest is not None
+    assert [len(first), len(rest)] == [2, 1] and first + rest == whole
+    assert sum(len(frame) for _, frame in first) <= budget
+    [(seq, _)] = await running.store.stream_since(APP, "a", 1, 100, 100)  # one, however small
+    assert seq == 2

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from rtt.domain.events import Event, event_bytes
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
-from rtt.domain.paging import Query, TopRows, fetch_for, fitting, sort_key
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes, sort_key
 from rtt.domain.push import PushEntry, push_bytes
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
@@ -567,13 +567,16 @@ class SqliteStore:
         return await self._write(write)
 
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
         def read(conn: sqlite3.Connection) -> list[tuple[int, bytes]] | None:
             found = self._streams.since(app, profile, after, limit)
             if found is None:
                 return None
             first, refs = found
+            if max_bytes is not None:  # the frames' sizes first, then only those that fit
+                sizes = _frame_sizes(conn, sorted({split_ref(ref)[0] for ref in refs}))
+                refs = refs[: fitting([sizes[split_ref(r)[0]] for r in refs], max_bytes)]
             frame_ids = sorted({split_ref(ref)[0] for ref in refs})
             rows = conn.execute(
                 "SELECT id, head, tail, mids FROM frames"
@@ -685,6 +688,17 @@ def _sys_page(
     ).fetchall()
     sizes = [_size(r[1:], None, None) for r in window]
     return count, _messages_by_no(conn, [r[0] for r in window[query.pick(sizes, max_bytes)]])
+
+
+def _frame_sizes(conn: sqlite3.Connection, frame_ids: list[int]) -> dict[int, int]:
+    """frame id → an upper bound of the size of any of its rendered frames (every target's
+    part is at most all of them), read without reading the frames."""
+    rows = conn.execute(
+        "SELECT id, length(head) + length(tail) + length(mids) FROM frames"
+        f" WHERE id IN ({_placeholders(len(frame_ids))})",
+        frame_ids,
+    )
+    return {frame_id: item_bytes(size) for frame_id, size in rows}
 
 
 def _messages_by_no(conn: sqlite3.Connection, nos: list[int]) -> list[Message]:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from rtt.domain.events import Event
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
-from rtt.domain.paging import Query, TopRows, fetch_for, fitting
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes
 from rtt.domain.push import PushEntry
 from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.redis import keys, query
@@ -485,7 +485,7 @@ class RedisStore:
 
     @guarded
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zrangebyscore(keys.stream(app, profile), f"({after}", "+inf", start=0, num=limit)
@@ -497,6 +497,10 @@ class RedisStore:
         items = [m.split(b":", 2) for m in members]
         if latest_seq > after and (not items or int(items[0][0]) != after + 1):
             return None
+        if max_bytes is not None:  # the frames' sizes first, then only those that fit
+            sizes = await self._frame_sizes(app, list({fid.decode() for _, fid, _ in items}))
+            fit = fitting([sizes[fid.decode()] + len(mid) for _, fid, mid in items], max_bytes)
+            items = items[:fit]
         frame_ids = list({fid.decode() for _, fid, _ in items})
         async with self._r.pipeline(transaction=False) as pipe:
             for fid in frame_ids:
@@ -509,6 +513,17 @@ class RedisStore:
                 return None  # the frame outlived its retention: the cursor is too old
             out.append((int(seq), Frame(head, tail).render(int(seq), mid)))
         return out
+
+    async def _frame_sizes(self, app: str, frame_ids: list[str]) -> dict[str, int]:
+        """frame id → an upper bound of its rendered size but the per-target part."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for fid in frame_ids:
+                pipe.hstrlen(keys.frame(app, fid), "head")
+                pipe.hstrlen(keys.frame(app, fid), "tail")
+            lengths = await pipe.execute()
+        return {
+            fid: item_bytes(lengths[2 * n] + lengths[2 * n + 1]) for n, fid in enumerate(frame_ids)
+        }
 
     @guarded
     async def latest_seq(self, app: str, profile: str) -> int:
