@@ -10,10 +10,12 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from rtt.api import rtt_socket
 from rtt.api.health import healthz, readyz
+from rtt.api.http import http_error
 from rtt.api.s2s import s2s_dispatcher
 from rtt.core import events, messaging, system
 from rtt.core.node import Node
@@ -21,6 +23,7 @@ from rtt.core.registry import Operations
 from rtt.engines.base import Engine
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
+from rtt.http_protocol import HttpLimits, http_protocol
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 from rtt.tasks import stop_task
@@ -92,6 +95,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.node = node
@@ -100,13 +104,22 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 
 def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
     """How every rtt node runs under uvicorn (`rtt serve` and the tests alike): HTTP on
-    Starlette, WebSocket upgrades to rtt's own WebSocket protocol. `log_options` are uvicorn's
-    log_config and log_level."""
+    Starlette behind a protocol with deadlines and a connection ceiling, WebSocket upgrades to
+    rtt's own WebSocket protocol. `log_options` are uvicorn's log_config and log_level."""
+    limits = HttpLimits(
+        max_connections=settings.max_connections,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        linger=settings.close_timeout_seconds,
+    )
     return uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=http_protocol(limits),
         ws=WebSocketProtocol,
+        # typed int by uvicorn, but it is only ever handed to call_later (seconds, a float)
+        timeout_keep_alive=settings.http_keepalive_seconds,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         **log_options,

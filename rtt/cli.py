@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import sys
 
 import uvicorn
 
 from rtt import tokens
 from rtt.app import server_config
+from rtt.http_protocol import sockets_at_most
 from rtt.logs import log_config
 from rtt.settings import Settings, SettingsError, settings_from
+
+# descriptors a node needs besides client sockets: its listener, the database and its WAL,
+# the Redis pool (64), the event loop's own, stdio, with room to spare
+FD_RESERVE = 256
 
 
 def _print_demo(settings: Settings) -> None:
@@ -35,6 +42,30 @@ def _settings(config: str | None, **options: object) -> Settings:
         sys.exit(f"rtt: {e}")
 
 
+def _fit_open_files(settings: Settings) -> Settings:
+    """Raise the soft open-files limit (toward the hard one) so that the connection ceiling,
+    not the fd limit, is what a flood of connections meets: at the fd limit the node could not
+    accept anyone, /healthz included. A ceiling that still does not fit is lowered to what
+    does, and said."""
+    needed = sockets_at_most(settings.max_connections) + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft >= needed:
+        return settings
+    fits = max(1, (soft - FD_RESERVE) * 4 // 5)
+    print(
+        f"rtt: RTT_MAX_CONNECTIONS={settings.max_connections} needs {needed} open files, but"
+        f" this process may open {soft} (ulimit -n): serving at most {fits} connections",
+        file=sys.stderr,
+        flush=True,
+    )
+    return settings.model_copy(update={"max_connections": fits})
+
+
 def serve(args: argparse.Namespace) -> None:
     settings = _settings(
         args.config,
@@ -46,6 +77,7 @@ def serve(args: argparse.Namespace) -> None:
     )
     if settings.generated_secrets:
         _print_demo(settings)
+    settings = _fit_open_files(settings)
     uvicorn.Server(server_config(settings, log_config=log_config(args.log_level))).run()
 
 
@@ -58,7 +90,10 @@ def token(args: argparse.Namespace) -> None:
     app = settings.apps.get(args.app)
     if app is None:
         sys.exit(f"rtt token: no app {args.app!r} in {settings.config_path}")
-    print(tokens.mint(args.app, app, args.profile, args.ttl)[0])
+    try:
+        print(tokens.mint(args.app, app, args.profile, args.ttl)[0])
+    except tokens.TokenError as e:
+        sys.exit(f"rtt token: {e}")
 
 
 def main(argv: list[str] | None = None) -> None:

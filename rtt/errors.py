@@ -69,6 +69,11 @@ def not_found(message: str = "message not found") -> RttError:
     return RttError(400, Reason.MESSAGE_NOT_FOUND, message)
 
 
+def read_only(detail: str = "system channels are read-only") -> RttError:
+    """403/40640: a client acting on the app's one-way system channel (or posing as the app)."""
+    return RttError(403, Reason.SYSTEM_CHANNEL_READ_ONLY, f"SYSTEM_CHANNEL_READ_ONLY: {detail}")
+
+
 def unavailable(message: str = "storage is unavailable; retry shortly") -> RttError:
     """503: the engine did not answer in time and nothing was written; retrying is safe."""
     return RttError(503, Reason.ENGINE_UNAVAILABLE, message)

@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         description="a page reply stops at this many bytes of items and says moreAfter",
     )
     reads_in_flight: int = Field(
-        4, ge=1, le=1024, description="client page reads the node runs at once; others wait"
+        2, ge=1, le=1024, description="client page reads the node runs at once; others wait"
     )
     config_path: Path | None = Field(None, exclude=True)
     generated_secrets: dict[str, str] = Field(default_factory=dict, exclude=True)

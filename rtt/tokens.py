@@ -1,7 +1,8 @@
 """Connection tokens: HS256 JWTs signed with the app's client secret (API.md §1).
 
 Backends mint them with any JWT library; rtt verifies the signature with the secret of the app
-named in the `app` claim, so one node serves many tenants without a token registry.
+named in the `app` claim, so one node serves many tenants without a token registry. Whoever
+minted it, a token whose subject is a system identity of the app is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import jwt
 import orjson
 
+from rtt.domain.identities import is_system_identity
 from rtt.settings import AppConfig
 
 
@@ -31,7 +33,10 @@ class TokenError(Exception):
 
 
 def mint(app: str, app_config: AppConfig, profile: str, ttl_seconds: int) -> tuple[str, int]:
-    """Sign a token for `profile`; returns it with its expiry in epoch seconds."""
+    """Sign a token for `profile`; returns it with its expiry in epoch seconds. A system
+    identity of the app is not a profile: no token is minted for one (TokenError)."""
+    if is_system_identity(profile, app_config.system_identities):
+        raise TokenError(f"{profile!r} is a system identity of the app, not a profile")
     expires_at = int(time.time()) + ttl_seconds
     claims = {"sub": profile, "app": app, "exp": expires_at}
     return jwt.encode(claims, app_config.secret, algorithm="HS256"), expires_at
@@ -69,5 +74,7 @@ def verify(token: object, apps: dict[str, AppConfig]) -> Identity:
     profile = claims["sub"]
     if not isinstance(profile, str) or not profile:
         raise TokenError("invalid subject")
+    if is_system_identity(profile, config.system_identities):  # a token minted elsewhere
+        raise TokenError("a system identity cannot connect")
     name = claims.get("name")
     return Identity(str(app), profile, name if isinstance(name, str) else None, int(claims["exp"]))

@@ -1,10 +1,11 @@
-"""What every HTTP front door needs: bounded body reading and JSON responses."""
+"""What every HTTP front door needs: bounded body reading and JSON responses, errors included."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rtt.errors import Reason, RttError, invalid
@@ -12,18 +13,23 @@ from rtt.protocol import TooDeep, dumps, loads_untrusted
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413/40600) as soon as it passes `limit`."""
+    """The request body, refused (413/40600) as soon as it passes `limit`. A client gone before
+    its body was complete is expected, not a fault: it is refused like any bad request (the
+    answer goes nowhere), and the HTTP protocol logs it as one short line."""
     too_large = RttError(413, Reason.TOO_LARGE, f"request body larger than {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise invalid("the connection closed before the body was complete") from None
     return b"".join(chunks)
 
 
@@ -42,3 +48,12 @@ def json_response(
     content: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(dumps(content), status, headers, media_type="application/json")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown route 404, wrong method 405) in the brainCloud shape,
+    like every other error rtt answers. Registered for HTTPException only."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    error = RttError(exc.status_code, Reason.INVALID_REQUEST, exc.detail)
+    return json_response(error.body(), exc.status_code, dict(exc.headers or {}))

@@ -12,7 +12,7 @@ import contextlib
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +26,7 @@ from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 
 MAX_PACKET_MESSAGES = 50
+MAX_PACKET_ID = 2**63 - 1  # what every store keeps as an integer
 MAX_IDEMPOTENCY_KEY = 255
 RETRY_AFTER_SECONDS = "1"
 
@@ -158,7 +159,7 @@ def _packet(packet_id: object, responses: list[dict[str, Any]]) -> bytes:
 
 def _packet_error(packet_id: object, count: int, error: RttError) -> Response:
     return Response(
-        _packet(packet_id, [error.body()] * max(count, 1)),
+        _packet(packet_id, [error.body()] * count),
         error.status,
         media_type="application/json",
     )
@@ -174,9 +175,26 @@ async def _session_form(node: Node, request: Request, body: dict[str, Any]) -> R
         return await _session_packet(node, request, body)
 
 
+def _is_packet_id(packet_id: object) -> TypeGuard[int]:
+    return (
+        isinstance(packet_id, int)
+        and not isinstance(packet_id, bool)
+        and (0 <= packet_id <= MAX_PACKET_ID)
+    )
+
+
+def _entries(messages: object) -> int:
+    """How many entries an error answer for this packet holds: one per message of a packet
+    within bounds, a single one for a packet out of them. Counted before anything else, so no
+    answer outgrows MAX_PACKET_MESSAGES entries, whatever was sent."""
+    if isinstance(messages, list) and 0 < len(messages) <= MAX_PACKET_MESSAGES:
+        return len(messages)
+    return 1
+
+
 async def _session_packet(node: Node, request: Request, body: dict[str, Any]) -> Response:
     packet_id, messages = body.get("packetId"), body.get("messages")
-    count = len(messages) if isinstance(messages, list) else 1
+    count = _entries(messages)
     session_id = body.get("sessionId")
     try:
         if session_id is None:
@@ -194,12 +212,12 @@ async def _session_packet(node: Node, request: Request, body: dict[str, Any]) ->
         else:
             session = await _live_session(node, session_id)
             caller = Caller(session.app, node.settings.apps[session.app])
-        if isinstance(packet_id, bool) or not isinstance(packet_id, int) or packet_id < 0:
-            raise invalid("packetId must be a non-negative integer")
+        if not _is_packet_id(packet_id):
+            raise invalid(f"packetId must be an integer from 0 to {MAX_PACKET_ID}")
         if not isinstance(messages, list) or not 0 < len(messages) <= MAX_PACKET_MESSAGES:
             raise invalid(f"messages must be a list of 1 to {MAX_PACKET_MESSAGES} operations")
-    except RttError as e:
-        return _packet_error(packet_id, count, e)
+    except RttError as e:  # a packetId that is not one is not echoed either
+        return _packet_error(packet_id if _is_packet_id(packet_id) else None, count, e)
     if session.last_packet is not None and session.last_response is not None:
         if packet_id == session.last_packet:
             return Response(session.last_response, media_type="application/json")

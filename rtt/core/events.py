@@ -10,6 +10,7 @@ from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.events import Event
 from rtt.domain.messages import content_bytes, new_id
+from rtt.domain.paging import cut_short, decode_after, encode_after
 from rtt.engines.base import Fanout
 from rtt.errors import invalid
 from rtt.protocol import Frame, dumps
@@ -61,10 +62,22 @@ async def sys_send_rtt_only(node: Node, caller: Caller, data: dict[str, Any]) ->
     return {"evId": ev_id}
 
 
-@operations.add("event", "GET_EVENTS", roles=(CLIENT,), feature="events")
+@operations.add("event", "GET_EVENTS", roles=(CLIENT,), feature="events", reads_many=True)
 async def get_events(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    events = await node.engine.store.get_events(caller.app_id, caller.client_profile())
-    return {"incoming_events": [e.item() for e in events]}
+    """The profile's events oldest first, cut at reply_max_bytes: a reply cut short says
+    `moreAfter: true` and carries the `context` that continues right after its last event."""
+    opaque = data.get("context")
+    after = None
+    if opaque is not None:
+        created_at, ev_id = decode_after("events", opaque, (int, str))
+        after = (created_at, ev_id)
+    events, more = await node.engine.store.get_events(
+        caller.app_id, caller.client_profile(), after, node.settings.reply_max_bytes
+    )
+    reply = {"incoming_events": [e.item() for e in events]}
+    last = events[-1] if events else None
+    context = encode_after("events", [last.created_at, last.ev_id]) if last else None
+    return cut_short(reply, more, context)
 
 
 @operations.add("event", "DELETE_INCOMING", roles=(CLIENT,), feature="events")

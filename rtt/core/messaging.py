@@ -10,6 +10,7 @@ from rtt.core.deliver import deliver_message, publish_change
 from rtt.core.node import Node, now_ms
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
+from rtt.domain.identities import is_system_identity
 from rtt.domain.messages import (
     BOXES,
     Message,
@@ -17,9 +18,9 @@ from rtt.domain.messages import (
     new_message,
     system_sender,
 )
-from rtt.domain.paging import decode_context, page_result, parse_context
+from rtt.domain.paging import cut_short, decode_context, page_result, parse_context
 from rtt.engines.base import MessageNotFound, VersionMismatch
-from rtt.errors import Reason, RttError, invalid, not_found
+from rtt.errors import Reason, RttError, invalid, not_found, read_only
 from rtt.protocol import whole_frame
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
@@ -47,14 +48,21 @@ def _version_error() -> RttError:
     return RttError(400, Reason.VERSION_MISMATCH, "msgVer does not match the message's version")
 
 
+async def _one(node: Node, caller: Caller, msg_id: str) -> Message | None:
+    found, _ = await node.engine.store.get_messages(
+        caller.app_id, [msg_id], node.settings.reply_max_bytes
+    )
+    return found[0] if found else None
+
+
 async def _current(node: Node, caller: Caller, msg_id: str, wanted: int) -> Message:
     """The message, checked against the caller's msgVer (-1 accepts any)."""
-    found = await node.engine.store.get_messages(caller.app_id, [msg_id])
-    if not found:
+    found = await _one(node, caller, msg_id)
+    if found is None:
         raise not_found()
-    if wanted != -1 and found[0].msg_ver != wanted:
+    if wanted != -1 and found.msg_ver != wanted:
         raise _version_error()
-    return found[0]
+    return found
 
 
 # --- Sys API (servers) ---------------------------------------------------------------------
@@ -98,8 +106,11 @@ async def sys_send_message_simple(
 @operations.add("messaging", "SYS_GET_MESSAGES", roles=(SERVER,), feature="messaging")
 async def sys_get_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ids = _msg_ids(data)
-    found = await node.engine.store.get_messages(caller.app_id, ids)
-    return {"requested": len(ids), "actual": len(found), "items": [m.item() for m in found]}
+    found, more = await node.engine.store.get_messages(
+        caller.app_id, ids, node.settings.reply_max_bytes
+    )
+    items = [m.item() for m in found]
+    return cut_short({"requested": len(ids), "actual": len(found), "items": items}, more)
 
 
 async def _page(
@@ -112,7 +123,9 @@ async def _page(
         query = decode_context(scope, context, fields.required(data, "pageOffset"))
     else:
         query = parse_context(scope, context)
-    count, items = await node.engine.store.page(caller.app_id, profile, query)
+    count, items = await node.engine.store.page(
+        caller.app_id, profile, query, node.settings.reply_max_bytes
+    )
     return page_result(query, count, [i.item() for i in items])
 
 
@@ -194,13 +207,16 @@ async def sys_delete_message(node: Node, caller: Caller, data: dict[str, Any]) -
 async def sys_delete_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     ids = _msg_ids(data)
     actual = 0
-    for message in await node.engine.store.get_messages(caller.app_id, ids):
+    for msg_id in ids:  # one at a time: a delete needs the version, not all the contents at once
+        message = await _one(node, caller, msg_id)
+        if message is None:
+            continue
         try:
             actual += await _sys_delete(node, caller, message)
         except VersionMismatch:
             # updated between our read and the delete: delete whatever version it has now
-            current = await node.engine.store.get_messages(caller.app_id, [message.msg_id])
-            actual += bool(current) and await _sys_delete(node, caller, current[0])
+            current = await _one(node, caller, msg_id)
+            actual += current is not None and await _sys_delete(node, caller, current)
     return {"requested": len(ids), "actual": actual}
 
 
@@ -217,56 +233,59 @@ async def get_message_counts(node: Node, caller: Caller, data: dict[str, Any]) -
     return await node.engine.store.counts(caller.app_id, caller.client_profile())
 
 
-@operations.add("messaging", "GET_MESSAGES", roles=(CLIENT,), feature="messaging")
+@operations.add("messaging", "GET_MESSAGES", roles=(CLIENT,), feature="messaging", reads_many=True)
 async def get_messages(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries in request order, cut at reply_max_bytes: a reply cut short says
+    `moreAfter: true`, and the caller asks again for the ids after its last item."""
     box, ids = _msgbox(data), _msg_ids(data)
     mark = fields.boolean(data, "markAsRead", fields.boolean(data, "markMessageRead", False))
     profile = caller.client_profile()
-    entries = await node.engine.store.get_entries(caller.app_id, profile, box, ids, None)
-    if len(entries) < len(ids):
-        missing = sorted(set(ids) - {e.message.msg_id for e in entries})
-        raise not_found(f"message not found in {box}: {', '.join(missing[:10])}")
+    store, budget = node.engine.store, node.settings.reply_max_bytes
+    entries, missing = await store.get_entries(caller.app_id, profile, box, ids, None, budget)
+    if missing:
+        raise not_found(f"message not found in {box}: {', '.join(sorted(missing)[:10])}")
     if mark:  # only once every id is known, so a refused request marks nothing
-        entries = await node.engine.store.get_entries(caller.app_id, profile, box, ids, now_ms())
-    return {"requested": len(ids), "actual": len(entries), "items": [e.item() for e in entries]}
+        entries, missing = await store.get_entries(
+            caller.app_id, profile, box, ids, now_ms(), budget
+        )
+    reply = {"requested": len(ids), "actual": len(entries), "items": [e.item() for e in entries]}
+    return cut_short(reply, len(entries) + len(missing) < len(ids))
 
 
-@operations.add("messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging")
+@operations.add(
+    "messaging", "GET_MESSAGES_PAGE", roles=(CLIENT,), feature="messaging", reads_many=True
+)
 async def get_messages_page(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     return await _page(node, caller, caller.client_profile(), data, offset=False)
 
 
-@operations.add("messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging")
+@operations.add(
+    "messaging", "GET_MESSAGES_PAGE_OFFSET", roles=(CLIENT,), feature="messaging", reads_many=True
+)
 async def get_messages_page_offset(
     node: Node, caller: Caller, data: dict[str, Any]
 ) -> dict[str, Any]:
     return await _page(node, caller, caller.client_profile(), data, offset=True)
 
 
-def _read_only() -> RttError:
-    return RttError(
-        403,
-        Reason.SYSTEM_CHANNEL_READ_ONLY,
-        "SYSTEM_CHANNEL_READ_ONLY: system channels are read-only",
-    )
-
-
 async def _refuse_system_replies(
     node: Node, caller: Caller, to: list[str], data: dict[str, Any]
 ) -> str | None:
     """System channels are one-way (40640): no sending to the app itself, no replying to it."""
-    if set(to) & set(caller.app.system_identities):
-        raise _read_only()
+    identities = caller.app.system_identities
+    if any(is_system_identity(p, identities) for p in to):
+        raise read_only()
     reply_to = data.get("replyTo")
     if reply_to is None:
         return None
     if not fields.is_profile_id(reply_to):
         raise invalid("replyTo must be a message id")
-    found = await node.engine.store.get_messages(caller.app_id, [reply_to])
-    if not found:
+    found = await _one(node, caller, reply_to)
+    if found is None:
         raise not_found("replyTo names no message")
-    if found[0].from_id is None or found[0].from_id in caller.app.system_identities:
-        raise _read_only()
+    sender = found.from_id
+    if sender is None or is_system_identity(sender, identities):
+        raise read_only()
     return str(reply_to)
 
 
@@ -278,7 +297,7 @@ async def _client_send(
         data, "toProfileIds", max_count=caller.app.limits.max_recipients_user, recipients=True
     )
     if any(v is None for v in raw_to):
-        raise _read_only()  # null is the brainCloud id of the system sender
+        raise read_only()  # null is the brainCloud id of the system sender
     to = fields.distinct_ids(raw_to, "toProfileIds")
     reply_to = await _refuse_system_replies(node, caller, to, data)
     sender = {"id": profile, "name": caller.name or profile}

@@ -3,8 +3,9 @@ handed to every front door and handler, so nothing reaches for a global."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rtt.engines.base import Engine
@@ -26,3 +27,10 @@ class Node:
     engine: Engine
     hub: Hub
     operations: Operations
+    reads: asyncio.Semaphore = field(init=False)
+    """Client reads of many items run `settings.reads_in_flight` at a time, the others wait
+    their turn in order: however many clients ask for big pages at once, the engine (the one
+    SQLite thread, the Redis pool) keeps serving sends and everyone else between them."""
+
+    def __post_init__(self) -> None:
+        self.reads = asyncio.Semaphore(self.settings.reads_in_flight)

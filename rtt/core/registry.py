@@ -55,6 +55,7 @@ class Operation:
     handler: Handler
     roles: frozenset[str]
     feature: str | None
+    reads_many: bool  # runs behind the node's read gate (Node.reads)
 
 
 class Operations:
@@ -64,12 +65,20 @@ class Operations:
         self._by_name: dict[tuple[str, str], Operation] = {}
 
     def add(
-        self, service: str, name: str, *, roles: tuple[str, ...], feature: str | None = None
+        self,
+        service: str,
+        name: str,
+        *,
+        roles: tuple[str, ...],
+        feature: str | None = None,
+        reads_many: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Decorator: serve `handler` as service/name to callers of `roles`."""
+        """Decorator: serve `handler` as service/name to callers of `roles`. A client read
+        of many items (`reads_many`) waits for its turn at the node's read gate."""
 
         def register(handler: Handler) -> Handler:
-            self._by_name[(service, name)] = Operation(handler, frozenset(roles), feature)
+            operation = Operation(handler, frozenset(roles), feature, reads_many)
+            self._by_name[(service, name)] = operation
             return handler
 
         return register
@@ -102,8 +111,12 @@ async def dispatch(
         raise RttError(403, Reason.BAD_AUTH, f"{service}/{name} is not allowed for a {caller.role}")
     if op.feature is not None and not getattr(caller.app.features, op.feature):
         raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
+    payload = data_object(data)
     try:
-        return await op.handler(node, caller, data_object(data))
+        if op.reads_many:
+            async with node.reads:
+                return await op.handler(node, caller, payload)
+        return await op.handler(node, caller, payload)
     except EngineUnavailable as e:
         log.warning("%s/%s: engine unavailable: %s", service, name, e)
         raise unavailable() from None

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rtt import tokens
 from rtt.core.node import Node
 from rtt.core.registry import SERVER, Caller, Operations
 from rtt.domain import fields
+from rtt.domain.identities import is_system_identity
+from rtt.domain.paging import cut_short, decode_after, encode_after
+from rtt.errors import Reason, RttError, read_only
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
 
 MAX_TOKEN_TTL = 7 * 24 * 3600
+PUSH_ID = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})?")  # a row id (local) or a stream id (redis)
 
 
 @operations.add("presence", "SYS_GET_ONLINE", roles=(SERVER,))
@@ -23,12 +28,22 @@ async def sys_get_online(node: Node, caller: Caller, data: dict[str, Any]) -> di
 
 @operations.add("push", "SYS_GET_PENDING", roles=(SERVER,))
 async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    """The push outbox oldest first: at most `limit` entries, cut at reply_max_bytes. A reply
+    with more after it says `moreAfter: true` and carries the `context` that continues it."""
     profile = data.get("profileId")
     if profile is not None:
         profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
     limit = fields.integer(data, "limit", low=1, high=1000, default=100)
-    entries = await node.engine.outbox.pending(caller.app_id, profile, limit)
-    return {"items": [e.item() for e in entries]}
+    after = None
+    if data.get("context") is not None:
+        [after] = decode_after("push", data["context"], (str,))
+        if not PUSH_ID.fullmatch(after):
+            raise RttError(400, Reason.BAD_CONTEXT, "malformed context")
+    entries, more = await node.engine.outbox.pending(
+        caller.app_id, profile, limit, after, node.settings.reply_max_bytes
+    )
+    context = encode_after("push", [entries[-1].push_id]) if entries else None
+    return cut_short({"items": [e.item() for e in entries]}, more, context)
 
 
 @operations.add(
@@ -39,6 +54,8 @@ async def request_client_connection_token(
 ) -> dict[str, Any]:
     profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
     ttl = fields.integer(data, "ttlSeconds", low=1, high=MAX_TOKEN_TTL, default=3600)
+    if is_system_identity(profile, caller.app.system_identities):
+        raise read_only(f"{profile!r} is a system identity of the app, not a profile")
     token, expires_at = tokens.mint(caller.app_id, caller.app, profile, ttl)
     settings = node.settings
     return {

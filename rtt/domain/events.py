@@ -7,6 +7,9 @@ from typing import Any
 
 import orjson
 
+from rtt.domain.paging import item_bytes
+from rtt.protocol import dumps
+
 
 @dataclass(slots=True)
 class Event:
@@ -26,3 +29,8 @@ class Event:
             "createdAt": self.created_at,
             "eventData": orjson.Fragment(self.data),
         }
+
+
+def event_bytes(event_type: str, from_id: str | None, to_id: str, data: int) -> int:
+    """An upper bound of an event item's JSON size, from its strings and its data's size."""
+    return item_bytes(len(dumps(event_type)), len(dumps(from_id)), len(dumps(to_id)), data)

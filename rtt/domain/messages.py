@@ -6,12 +6,14 @@ there on: stored, pushed and returned without being encoded again.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from rtt.domain.paging import item_bytes
 from rtt.errors import Reason, RttError, invalid
 from rtt.protocol import dumps
 
@@ -102,7 +104,38 @@ class BoxEntry:
     def to_seen(self) -> Any:
         """The sender's own sent entry shows every recipient; an inbox entry, what
         Message.to_seen_by allows."""
-        return self.message.to if self.msgbox == SENT else self.message.to_seen_by(self.profile)
+        if shows_whole_to(self.msgbox, self.message.from_id):
+            return self.message.to
+        return [self.profile]
+
+
+def shows_whole_to(msgbox: str | None, from_id: str | None) -> bool:
+    """Whether an item shows the message's whole `to`: the Sys view (msgbox None), a sender's
+    own sent entry and a profile's message do; a system message's inbox entry shows only its
+    reader (Message.to_seen_by)."""
+    return msgbox != INBOX or from_id is not None
+
+
+def entry_bytes(
+    msgbox: str | None,
+    profile: str | None,
+    from_id: str | None,
+    reply_to: str | None,
+    content: int,
+    sender: int,
+    to: int,
+) -> int:
+    """An upper bound of the JSON size of a message's item, from the stored sizes of its
+    content, sender and `to` (as serialized): a box entry of `profile` in `msgbox`, or the Sys
+    item when msgbox is None. Engines cut replies with it before reading any content."""
+    shown_to = to if shows_whole_to(msgbox, from_id) else _listed_bytes(profile)
+    return item_bytes(content, sender, shown_to, len(dumps(reply_to)) if reply_to else 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _listed_bytes(profile: str | None) -> int:
+    """The size of `[profile]` as serialized: what a system message's inbox entry shows."""
+    return len(dumps([profile]))
 
 
 def content_bytes(content: object, max_bytes: int, name: str = "contentJson") -> bytes:

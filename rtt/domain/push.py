@@ -11,6 +11,9 @@ from typing import Any
 
 import orjson
 
+from rtt.domain.paging import item_bytes
+from rtt.protocol import dumps
+
 
 @dataclass(slots=True)
 class PushEntry:
@@ -36,6 +39,11 @@ class PushEntry:
             "createdAt": self.created_at,
             "attempts": self.attempts,
         }
+
+
+def push_bytes(profile: str, kind: str, ref: str, title: str, body: str, data: int) -> int:
+    """An upper bound of a push entry item's JSON size, from its strings and its data's size."""
+    return item_bytes(*(len(dumps(s)) for s in (profile, kind, ref, title, body)), data)
 
 
 def preview(content: dict[str, Any], limit: int = 200) -> str:

@@ -102,11 +102,23 @@ class Store(Protocol):
     ) -> list[tuple[str, int]]:
         """Remove the message from every box, compare-and-set on its version."""
 
-    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]: ...
+    async def get_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int
+    ) -> tuple[list[Message], bool]:
+        """The messages that exist, in request order, cut at `max_bytes` of items (at least
+        one); True if some that exist were left out. Reads no content it does not return."""
+
     async def get_entries(
-        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
-    ) -> list[BoxEntry]:
-        """The caller's entries, in request order; marked read first if `mark_read_at`."""
+        self,
+        app: str,
+        profile: str,
+        box: str,
+        msg_ids: list[str],
+        mark_read_at: int | None,
+        max_bytes: int,
+    ) -> tuple[list[BoxEntry], list[str]]:
+        """The caller's entries, in request order, cut at `max_bytes` of items (at least one),
+        and the ids it does not hold. Every held entry is marked read first if `mark_read_at`."""
 
     async def mark_read(
         self, app: str, profile: str, box: str, msg_ids: list[str], now: int
@@ -115,19 +127,27 @@ class Store(Protocol):
 
     async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int: ...
     async def page(
-        self, app: str, profile: str | None, query: Query
+        self, app: str, profile: str | None, query: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
-        """(total matching, this page): box entries of `profile`, or messages if None."""
+        """(total matching, the query's window cut at `max_bytes` of items as `query.pick`
+        says): box entries of `profile`, or messages if None. Only the metadata of the window
+        and the content of what is returned are read, never one long read of the whole box."""
 
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]: ...
-    async def get_events(self, app: str, profile: str) -> list[Event]: ...
+    async def get_events(
+        self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
+    ) -> tuple[list[Event], bool]:
+        """The profile's events oldest first (createdAt, then evId), after that key if given,
+        cut at `max_bytes` (at least one); True if more follow."""
+
     async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int: ...
 
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
-        """Frames with seq > after, in order, at most `limit`; None if some were already
-        dropped (the caller must RESYNC)."""
+        """Frames with seq > after, in order, at most `limit` and, given `max_bytes`, no more
+        than fit in it (at least one: only those are read); None if some were already dropped
+        (the caller must RESYNC)."""
 
     async def latest_seq(self, app: str, profile: str) -> int: ...
 
@@ -142,8 +162,11 @@ class Store(Protocol):
 class PushOutbox(Protocol):
     """Durable notifications for offline recipients, written atomically with their item."""
 
-    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
-        """Oldest first."""
+    async def pending(
+        self, app: str, profile: str | None, limit: int, after: str | None, max_bytes: int
+    ) -> tuple[list[PushEntry], bool]:
+        """Oldest first, after the entry with pushId `after` if given: at most `limit`, cut at
+        `max_bytes` (at least one); True if more follow."""
 
 
 class Broker(Protocol):

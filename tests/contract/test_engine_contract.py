@@ -12,7 +12,7 @@ import pytest
 
 from rtt.domain.events import Event
 from rtt.domain.messages import new_message
-from rtt.domain.paging import parse_context
+from rtt.domain.paging import decode_context, page_result, parse_context
 from rtt.domain.push import PushEntry
 from rtt.engines.base import Engine, Fanout, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local import local_engine
@@ -21,6 +21,7 @@ from rtt.protocol import SLOT, data_fields, slotted_frame, spliced_frame, whole_
 
 APP = "app"
 SYSTEM = {"id": None, "name": "Admin"}
+BUDGET = 256 * 1024
 
 
 class Running:
@@ -56,6 +57,12 @@ async def running(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
         yield state
     finally:
         await engine.close()
+
+
+async def _entries(store, app, profile, box, ids, mark):
+    """The entries of get_entries (the contract of the missing ids is tested on its own)."""
+    entries, _ = await store.get_entries(app, profile, box, ids, mark, BUDGET)
+    return entries
 
 
 async def _send(r: Running, to: list[str], text: str = "hi", sent_by: str | None = None):
@@ -105,13 +112,13 @@ async def test_boxes_counts_read_and_delete(running):
     assert (await store.counts(APP, "s"))["sent"] == {"total": 1, "unread": 0}
     assert await store.mark_read(APP, "a", "inbox", [m1.msg_id, "nope"], 5) == 1
     assert await store.mark_read(APP, "a", "inbox", [m1.msg_id], 6) == 1
-    [entry] = await store.get_entries(APP, "a", "inbox", [m1.msg_id], None)
+    [entry] = await _entries(store, APP, "a", "inbox", [m1.msg_id], None)
     assert entry.read and entry.mb_ver == 2 and entry.mb_up == 5
-    [fresh] = await store.get_entries(APP, "a", "inbox", [m2.msg_id], 9)
+    [fresh] = await _entries(store, APP, "a", "inbox", [m2.msg_id], 9)
     assert fresh.read and fresh.mb_up == 9
     assert await store.delete_entries(APP, "a", "inbox", [m1.msg_id, "nope"]) == 1
-    assert await store.get_entries(APP, "a", "inbox", [m1.msg_id], None) == []
-    [still] = await store.get_entries(APP, "b", "inbox", [m1.msg_id], None)
+    assert await _entries(store, APP, "a", "inbox", [m1.msg_id], None) == []
+    [still] = await _entries(store, APP, "b", "inbox", [m1.msg_id], None)
     assert still.message.content == b'{"text":"hi"}'
 
 
@@ -125,7 +132,7 @@ async def test_update_is_compare_and_set_and_reaches_every_holder(running):
         await running.store.update_message(APP, "missing", 1, b"{}", 1, frame)
     targets = await running.store.update_message(APP, m.msg_id, 1, b'{"v":2}', 123, frame)
     assert sorted(targets) == [("a", 2), ("b", 2), ("s", 1)]
-    [stored] = await running.store.get_messages(APP, [m.msg_id])
+    [stored] = (await running.store.get_messages(APP, [m.msg_id], BUDGET))[0]
     assert (stored.msg_ver, stored.msg_up, stored.content) == (2, 123, b'{"v":2}')
 
 
@@ -137,7 +144,7 @@ async def test_delete_removes_every_box_entry(running):
     with pytest.raises(VersionMismatch):
         await running.store.delete_message(APP, m.msg_id, 2, frame)
     assert await running.store.delete_message(APP, m.msg_id, 1, frame) == [("a", 2)]
-    assert await running.store.get_messages(APP, [m.msg_id]) == []
+    assert (await running.store.get_messages(APP, [m.msg_id], BUDGET))[0] == []
     assert (await running.store.counts(APP, "a"))["inbox"]["total"] == 0
     with pytest.raises(MessageNotFound):
         await running.store.delete_message(APP, m.msg_id, 1, frame)
@@ -151,11 +158,11 @@ async def test_events_store_per_recipient(running):
     assert await running.store.append_events(APP, events, frame, mids, []) == [1, 1]
     [(_, raw)] = await running.store.stream_since(APP, "b", 0, 10)
     assert orjson.loads(raw)["data"] == {"evId": "e-b", "eventType": "t"}
-    [mine] = await running.store.get_events(APP, "a")
+    [mine] = (await running.store.get_events(APP, "a", None, BUDGET))[0]
     assert (mine.ev_id, mine.to_id, mine.data) == ("e-a", "a", b'{"k":1}')
     assert await running.store.delete_events(APP, "a", ["e-a", "zzz"]) == 1
-    assert await running.store.get_events(APP, "a") == []
-    assert len(await running.store.get_events(APP, "b")) == 1
+    assert (await running.store.get_events(APP, "a", None, BUDGET))[0] == []
+    assert len((await running.store.get_events(APP, "b", None, BUDGET))[0]) == 1
 
 
 async def test_paging_filters_and_sorts_alike(running):
@@ -174,10 +181,10 @@ async def test_paging_filters_and_sorts_alike(running):
             "sortCriteria": {"mbCr": 1},
         },
     )
-    count, items = await running.store.page(APP, "a", query)
+    count, items = await running.store.page(APP, "a", query, BUDGET)
     assert count == 3 and [e.message.msg_id for e in items] == sent[2:4]
     sys_query = parse_context("sys", {"searchCriteria": {"message.to": {"$in": ["x1", "x3"]}}})
-    count, messages = await running.store.page(APP, None, sys_query)
+    count, messages = await running.store.page(APP, None, sys_query, BUDGET)
     assert count == 2 and [m.msg_id for m in messages] == [sent[3], sent[1]]
 
 
@@ -185,10 +192,15 @@ async def test_push_outbox_is_oldest_first_and_filterable(running):
     """Entries come back in the order they were written, optionally for one profile."""
     await _send(running, ["a", "b"], text="one")
     await _send(running, ["a"], text="two")
-    everything = await running.engine.outbox.pending(APP, None, 10)
+    everything, more = await running.engine.outbox.pending(APP, None, 10, None, BUDGET)
     assert [(p.profile, p.body) for p in everything] == [("a", "one"), ("b", "one"), ("a", "two")]
-    assert [p.body for p in await running.engine.outbox.pending(APP, "a", 10)] == ["one", "two"]
-    assert len(await running.engine.outbox.pending(APP, None, 2)) == 2
+    assert not more
+    mine, _ = await running.engine.outbox.pending(APP, "a", 10, None, BUDGET)
+    assert [p.body for p in mine] == ["one", "two"]
+    first, more = await running.engine.outbox.pending(APP, None, 2, None, BUDGET)
+    assert len(first) == 2 and more
+    rest, more = await running.engine.outbox.pending(APP, None, 2, first[-1].push_id, BUDGET)
+    assert [(p.profile, p.body) for p in rest] == [("a", "two")] and not more
     assert all(p.push_id for p in everything)
 
 
@@ -309,9 +321,9 @@ async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, cl
         assert after == before
         assert [seq for seq, _ in after[1]] == [3, 4] and after[1][-1][1] == last_frame.render(4)
         assert await state.store.stream_since(APP, "a", 0, 10) is None
-        [entry] = await state.store.get_entries(APP, "a", "inbox", [m1.msg_id], None)
+        [entry] = await _entries(state.store, APP, "a", "inbox", [m1.msg_id], None)
         assert entry.read and entry.mb_up == 7
-        assert await state.store.get_entries(APP, "b", "inbox", [m1.msg_id], None) == []
+        assert await _entries(state.store, APP, "b", "inbox", [m1.msg_id], None) == []
         assert [e.message.msg_id for e in (await _page(state, "c"))] == [m2.msg_id]
         _, _, seqs = await _send(state, ["a", "b", "c"])
         assert seqs == [5, 2, 2]
@@ -321,5 +333,170 @@ async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, cl
 
 async def _page(r: Running, profile: str) -> list:
     query = parse_context("box", {"pagination": {"rowsPerPage": 10, "pageNumber": 1}})
-    _, entries = await r.store.page(APP, profile, query)
+    _, entries = await r.store.page(APP, profile, query, BUDGET)
     return entries
+
+
+# --- replies of many items are cut at a byte budget ------------------------------------------
+
+CUT_BUDGET = 35_000  # three ~10 KB items fit, a fourth does not
+BIG_TEXT = "x" * 10_000
+
+
+def _bytes(items: list) -> int:
+    return sum(len(orjson.dumps(item.item())) for item in items)
+
+
+async def _walk(r: Running, profile: str | None, backward: bool = False) -> list[list[str]]:
+    """Every page of the profile's box (or the Sys view) at CUT_BUDGET, moving from cursor to
+    cursor as a client does: forward from the first page, or backward from past the last."""
+    scope = "sys" if profile is None else "box"
+    rows = {"pagination": {"rowsPerPage": 10, "pageNumber": 3 if backward else 1}}
+    query = parse_context(scope, rows)
+    pages: list[list[str]] = []
+    while True:
+        count, items = await r.store.page(APP, profile, query, CUT_BUDGET)
+        assert _bytes(items) <= CUT_BUDGET
+        result = page_result(query, count, [i.item() for i in items])
+        if items:
+            pages.append([i.item()["msgId"] for i in items])
+        more = result["results"]["moreBefore" if backward else "moreAfter"]
+        if not more:
+            return pages
+        query = decode_context(scope, result["context"], -1 if backward else 1)
+
+
+async def test_pages_are_cut_at_the_budget_and_continue_without_skip_or_repeat(running):
+    """Pins: a page of 10 rows of 10 KB messages is cut to what fits in the budget (3), and
+    moving on from its cursor (forward, or backward from the end) reaches every message exactly
+    once, in order, on a profile's box and on the Sys view alike."""
+    sent = []
+    for i in range(12):
+        m, _, _ = await _send(running, ["a"], text=f"{i}{BIG_TEXT}")
+        sent.append(m.msg_id)
+        await asyncio.sleep(0.002)
+    newest_first = sent[::-1]
+    for profile in ("a", None):
+        forward = await _walk(running, profile)
+        assert [len(p) for p in forward] == [3, 3, 3, 3]
+        assert [i for p in forward for i in p] == newest_first
+        backward = await _walk(running, profile, backward=True)
+        assert [i for p in reversed(backward) for i in p] == newest_first
+        assert all(1 <= len(p) <= 3 for p in backward)
+
+
+async def test_an_item_larger_than_the_budget_still_comes_alone(running):
+    """Pins: a reader always progresses: an item over the budget is returned alone."""
+    m, _, _ = await _send(running, ["a"], text="y" * 50_000)
+    query = parse_context("box", {})
+    count, items = await running.store.page(APP, "a", query, 16 * 1024)
+    assert count == 1 and [e.message.msg_id for e in items] == [m.msg_id]
+    found, more = await running.store.get_messages(APP, [m.msg_id], 16 * 1024)
+    assert [x.msg_id for x in found] == [m.msg_id] and not more
+
+
+async def test_reads_by_id_are_cut_at_the_budget_in_request_order(running):
+    """Pins: SYS_GET_MESSAGES / GET_MESSAGES of many big messages return the leading ones that
+    fit and say more were left out; ids not held are reported, whatever the cut."""
+    ids = [(await _send(running, ["a"], text=f"{i}{BIG_TEXT}"))[0].msg_id for i in range(5)]
+    asked = [ids[4], "missing", *ids[:4]]
+    found, more = await running.store.get_messages(APP, asked, CUT_BUDGET)
+    assert [m.msg_id for m in found] == [ids[4], ids[0], ids[1]] and more
+    assert _bytes(found) <= CUT_BUDGET
+    found, more = await running.store.get_messages(APP, ids[2:], CUT_BUDGET)
+    assert [m.msg_id for m in found] == ids[2:] and not more
+    entries, missing = await running.store.get_entries(APP, "a", "inbox", asked, 5, CUT_BUDGET)
+    assert [e.message.msg_id for e in entries] == [ids[4], ids[0], ids[1]]
+    assert missing == ["missing"] and _bytes(entries) <= CUT_BUDGET
+    # every held entry was marked, not only those returned
+    rest, _ = await running.store.get_entries(APP, "a", "inbox", ids[2:4], None, CUT_BUDGET)
+    assert [e.read for e in rest] == [True, True]
+
+
+async def test_events_are_cut_at_the_budget_and_continue_after_the_last(running):
+    """Pins: GET_EVENTS of many big events returns the oldest that fit and continues right
+    after the last one returned, reaching every event once, oldest first."""
+    frame = spliced_frame("event", "GET_EVENTS", {"eventType": "t"})
+    sent = []
+    for i in range(7):
+        event = Event(f"e{i}", "t", None, "a", 100 + i // 2, orjson.dumps({"b": BIG_TEXT}))
+        await running.store.append_events(APP, [event], frame, [b""], [])
+        sent.append(event.ev_id)
+    seen: list[str] = []
+    after = None
+    while True:
+        events, more = await running.store.get_events(APP, "a", after, CUT_BUDGET)
+        assert 1 <= len(events) <= 3 and _bytes(events) <= CUT_BUDGET
+        seen += [e.ev_id for e in events]
+        if not more:
+            break
+        after = (events[-1].created_at, events[-1].ev_id)
+    assert seen == sent
+
+
+async def test_push_outbox_reads_are_cut_at_the_budget(running):
+    """Pins: SYS_GET_PENDING of big entries returns the oldest that fit and continues after."""
+    frame = spliced_frame("event", "GET_EVENTS", {"eventType": "t"})
+    data = orjson.dumps({"b": BIG_TEXT})
+    for i in range(5):
+        event = Event(f"e{i}", "t", None, "a", 100 + i, data)
+        push = PushEntry("a", "event", event.ev_id, "t", "", data, 100 + i)
+        await running.store.append_events(APP, [event], frame, [b""], [push])
+    seen: list[str] = []
+    after = None
+    while True:
+        entries, more = await running.engine.outbox.pending(APP, "a", 100, after, CUT_BUDGET)
+        assert 1 <= len(entries) <= 3 and _bytes(entries) <= CUT_BUDGET
+        seen += [p.ref for p in entries]
+        if not more:
+            break
+        after = entries[-1].push_id
+    assert seen == [f"e{i}" for i in range(5)]
+
+
+async def test_a_box_bigger_than_a_read_step_pages_as_one_sorted_list(running):
+    """Pins: a box read a chunk at a time (more entries than one step holds) gives the count,
+    filter and order one sorted list would, on every page."""
+    frame = whole_frame("messaging", "INCOMING", {})
+    created = {}
+    for i in range(300):
+        message = new_message(SYSTEM, ["a"], b'{"t":1}', 1_000 + (i * 7919) % 150)
+        await running.store.append_message(APP, message, ["a"], None, frame, [b""], [])
+        created[message.msg_id] = message.msg_cr
+    read = list(created)[::3]
+    await running.store.mark_read(APP, "a", "inbox", read, 5)
+    unread = sorted((cr, i) for i, cr in created.items() if i not in set(read))
+    for number, direction in ((1, 1), (3, 1), (2, -1)):
+        context = {
+            "pagination": {"rowsPerPage": 40, "pageNumber": number},
+            "searchCriteria": {"read": False},
+            "sortCriteria": {"mbCr": direction},
+        }
+        count, items = await running.store.page(APP, "a", parse_context("box", context), BUDGET)
+        ordered = [i for _, i in sorted(unread, key=lambda p: (direction * p[0], p[1]))]
+        assert count == 200
+        assert [e.message.msg_id for e in items] == ordered[(number - 1) * 40 : number * 40]
+    assert await running.store.counts(APP, "a") == {
+        "inbox": {"total": 300, "unread": 200},
+        "sent": {"total": 0, "unread": 0},
+    }
+
+
+async def test_replay_reads_can_be_cut_at_a_byte_budget(running):
+    """Pins: a replay batch of big frames can be bounded in bytes (the session's hook for a
+    resume that must not read 500 frames of 128 KB at once): it stops at the budget, at least
+    one frame, and continuing from its last seq gives the same frames as one uncut read."""
+    for i in range(3):  # what the fixture's streams keep
+        message = new_message(SYSTEM, ["a"], b"{}", 1)
+        frame = whole_frame("messaging", "INCOMING", {"i": i, "text": BIG_TEXT})
+        await running.store.append_message(APP, message, ["a"], None, frame, [b""], [])
+    whole = await running.store.stream_since(APP, "a", 0, 100)
+    assert whole is not None and len(whole) == 3
+    budget = 25_000  # two frames of 10 KB fit, three do not
+    first = await running.store.stream_since(APP, "a", 0, 100, budget)
+    rest = await running.store.stream_since(APP, "a", 2, 100, budget)
+    assert first is not None and rest is not None
+    assert [len(first), len(rest)] == [2, 1] and first + rest == whole
+    assert sum(len(frame) for _, frame in first) <= budget
+    [(seq, _)] = await running.store.stream_since(APP, "a", 1, 100, 100)  # one, however small
+    assert seq == 2

@@ -36,6 +36,7 @@ rtt = false
 
 [apps.tight]
 secret = "tight-secret-0123456789abcdef0123456789ab"
+system_identities = ["System", "Support Bot"]
 [apps.tight.servers]
 backend = "tight-server-secret"
 [apps.tight.limits]
@@ -99,6 +100,11 @@ class RunningServer:
     @property
     def node(self):
         return self.app.state.node
+
+    @property
+    def connections(self) -> int:
+        """Open HTTP and WebSocket connections, as uvicorn counts them."""
+        return len(self._server.server_state.connections)
 
     async def start(self) -> RunningServer:
         self._task = asyncio.create_task(self._server.serve())

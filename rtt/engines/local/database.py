@@ -17,15 +17,18 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# In every table the columns queries filter and sort on come first and the large ones last:
+# SQLite reads a row's columns in order, so reaching a column stored after a 128 KB value walks
+# that value's overflow pages (35 µs a row), and a page of a box would read every content.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- one row per send: its recipients are its inbox entries (engines/local/index.py)
 CREATE TABLE IF NOT EXISTS messages(
   no INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, msg_id TEXT NOT NULL, from_id TEXT,
-  sent_by TEXT, sender TEXT NOT NULL, recipients TEXT NOT NULL, sent_at INTEGER NOT NULL,
-  content BLOB NOT NULL, msg_cr INTEGER NOT NULL, msg_up INTEGER NOT NULL,
-  msg_ver INTEGER NOT NULL, reply_to TEXT);
+  sent_by TEXT, sent_at INTEGER NOT NULL, msg_cr INTEGER NOT NULL, msg_up INTEGER NOT NULL,
+  msg_ver INTEGER NOT NULL, reply_to TEXT, sender TEXT NOT NULL, recipients TEXT NOT NULL,
+  content BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(app, msg_id);
 CREATE INDEX IF NOT EXISTS messages_cr ON messages(app, msg_cr);
 -- a box entry its holder has read or deleted; untouched entries have no row
@@ -39,12 +42,13 @@ CREATE TABLE IF NOT EXISTS events(
   app TEXT NOT NULL, profile TEXT NOT NULL, ev_id TEXT NOT NULL, event_type TEXT NOT NULL,
   from_id TEXT, created_at INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY(app, profile, ev_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_order ON events(app, profile, created_at, ev_id);
 -- one row per pushed frame: its targets, their seqs (packed int64) and per-target parts;
 -- the sweep drops a frame once no profile's retained stream uses it
 CREATE TABLE IF NOT EXISTS frames(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, head BLOB NOT NULL,
-  tail BLOB NOT NULL, created_at REAL NOT NULL, profiles TEXT NOT NULL, seqs BLOB NOT NULL,
-  mids BLOB NOT NULL);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, created_at REAL NOT NULL,
+  profiles TEXT NOT NULL, seqs BLOB NOT NULL, mids BLOB NOT NULL, head BLOB NOT NULL,
+  tail BLOB NOT NULL);
 -- the first seq each profile's stream still keeps, once the sweep has trimmed it
 CREATE TABLE IF NOT EXISTS stream_starts(
   app TEXT NOT NULL, profile TEXT NOT NULL, first INTEGER NOT NULL,
@@ -52,10 +56,10 @@ CREATE TABLE IF NOT EXISTS stream_starts(
 CREATE TABLE IF NOT EXISTS push_outbox(
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, profile TEXT NOT NULL,
   kind TEXT NOT NULL, ref TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
-  data BLOB NOT NULL, created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+  created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS push_profile ON push_outbox(app, profile, id);
 CREATE TABLE IF NOT EXISTS idempotency(
-  app TEXT NOT NULL, key TEXT NOT NULL, response BLOB NOT NULL, expires_at REAL NOT NULL,
+  app TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL, response BLOB NOT NULL,
   PRIMARY KEY(app, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,

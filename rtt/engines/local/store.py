@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rtt.domain.events import Event
-from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
-from rtt.domain.paging import Query
-from rtt.domain.push import PushEntry
+from rtt.domain.events import Event, event_bytes
+from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes, sort_key
+from rtt.domain.push import PushEntry, push_bytes
 from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
 from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
@@ -27,14 +27,18 @@ from rtt.protocol import Frame, dumps, loads
 
 T = TypeVar("T")
 
+BOX_CHUNK = 256  # box entries one job on the database thread looks at (under a millisecond)
+
 _MESSAGE_COLUMNS = (
     "m.msg_id, m.sender, m.recipients, m.sent_at, m.content, m.msg_cr, m.msg_up, m.msg_ver,"
     " m.reply_to"
 )
 # A profile's box entries as a table: its entry keys (index.py) come in as one JSON array.
+# CROSS JOIN keeps them the outer loop: left to itself the planner may scan the app's messages
+# and the whole array once per message, a cost quadratic in the box.
 _ENTRIES = "WITH e(no, sent) AS (SELECT value >> 1, value & 1 FROM json_each(?))"
 _BOX_SOURCE = (
-    " FROM e JOIN messages m ON m.no = e.no LEFT JOIN box_changes c"
+    " FROM e CROSS JOIN messages m ON m.no = e.no LEFT JOIN box_changes c"
     " ON c.app = m.app AND c.profile = ? AND c.msg_no = e.no AND c.sent = e.sent"
     " WHERE m.app = ?"
 )
@@ -52,6 +56,12 @@ _COLUMN_OF = {
     "msgUp": "m.msg_up",
 }
 _MID_SEPARATOR = b"\x00"  # never inside a JSON fragment
+# What sizing a message's item needs, read without its content (length() of a BLOB is in the
+# row's header): replies are cut to their byte budget before any content is read.
+_SIZE_COLUMNS = (
+    "m.from_id, m.reply_to, length(m.content), length(CAST(m.sender AS BLOB)),"
+    " length(CAST(m.recipients AS BLOB))"
+)
 
 
 def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
@@ -70,6 +80,12 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> Message:
 
 def _entry(profile: str, row: tuple[Any, ...]) -> BoxEntry:
     return BoxEntry(profile, row[0], bool(row[1]), row[2], row[3], row[4], _message(row[5:]))
+
+
+def _size(row: tuple[Any, ...], msgbox: str | None, profile: str | None) -> int:
+    """The item size bound of a row of _SIZE_COLUMNS."""
+    from_id, reply_to, content, sender, to = row
+    return entry_bytes(msgbox, profile, from_id, reply_to, content, sender, to)
 
 
 def _placeholders(n: int) -> str:
@@ -200,14 +216,26 @@ class SqliteStore:
     def _held(
         self, conn: sqlite3.Connection, app: str, profile: str, sent: bool, msg_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        """msg_id → (no, message columns…) of the ids that `profile` holds in that box."""
+        """msg_id → (no, msg_id, msg_cr, _SIZE_COLUMNS…) of the ids `profile` holds in that
+        box; no content is read."""
         has = self._boxes.has
         rows = conn.execute(
-            f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
+            f"SELECT m.no, m.msg_id, m.msg_cr, {_SIZE_COLUMNS} FROM messages m"
             f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
             (app, *msg_ids),
         )
         return {r[1]: r for r in rows if has(app, profile, entry_key(r[0], sent))}
+
+    def _entries_by_key(
+        self, conn: sqlite3.Connection, app: str, profile: str, keys: list[int]
+    ) -> list[BoxEntry]:
+        """The box entries of these entry keys (index.py), in that order."""
+        rows = conn.execute(
+            f"{_ENTRIES} SELECT e.no, e.sent, {_BOX_COLUMNS}{_BOX_SOURCE}",
+            (dumps(keys), profile, app),
+        )
+        found = {entry_key(r[0], bool(r[1])): _entry(profile, r[2:]) for r in rows}
+        return [found[k] for k in keys if k in found]
 
     def _holders(
         self, conn: sqlite3.Connection, app: str, msg_id: str, expected: int
@@ -360,44 +388,42 @@ class SqliteStore:
 
         return await self._write(write)
 
-    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
-        def read(conn: sqlite3.Connection) -> list[Message]:
+    async def get_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int
+    ) -> tuple[list[Message], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], bool]:
             rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages m"
+                f"SELECT m.msg_id, m.no, {_SIZE_COLUMNS} FROM messages m"
                 f" WHERE m.app = ? AND m.msg_id IN ({_placeholders(len(msg_ids))})",
                 (app, *msg_ids),
             )
-            found = {r[0]: _message(r) for r in rows}
-            return [found[i] for i in msg_ids if i in found]
+            found = {r[0]: (r[1], _size(r[2:], None, None)) for r in rows}
+            held = [found[i] for i in msg_ids if i in found]
+            fit = fitting([size for _, size in held], max_bytes)
+            return _messages_by_no(conn, [no for no, _ in held[:fit]]), fit < len(held)
 
         return await self._db.run(read)
 
     async def get_entries(
-        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
-    ) -> list[BoxEntry]:
+        self,
+        app: str,
+        profile: str,
+        box: str,
+        msg_ids: list[str],
+        mark_read_at: int | None,
+        max_bytes: int,
+    ) -> tuple[list[BoxEntry], list[str]]:
         sent = box == SENT
 
-        def read(conn: sqlite3.Connection) -> list[BoxEntry]:
+        def read(conn: sqlite3.Connection) -> tuple[list[BoxEntry], list[str]]:
             held = self._held(conn, app, profile, sent, msg_ids)
-            nos = [r[0] for r in held.values()]
+            rows = [held[i] for i in msg_ids if i in held]
             if mark_read_at is not None:
-                _mark_read(conn, app, profile, sent, nos, mark_read_at)
-            changes = {
-                r[0]: r[1:]
-                for r in conn.execute(
-                    "SELECT msg_no, read, mb_up, mb_ver FROM box_changes WHERE app = ?"
-                    f" AND profile = ? AND sent = ? AND msg_no IN ({_placeholders(len(nos))})",
-                    (app, profile, sent, *nos),
-                )
-            }
-            entries = []
-            for msg_id in msg_ids:
-                row = held.get(msg_id)
-                if row is not None:
-                    m = _message(row[1:])
-                    read, mb_up, mb_ver = changes.get(row[0], (sent, m.msg_cr, 1))
-                    entries.append(BoxEntry(profile, box, bool(read), m.msg_cr, mb_up, mb_ver, m))
-            return entries
+                _mark_read(conn, app, profile, sent, [r[0] for r in rows], mark_read_at)
+            fit = fitting([_size(r[3:], box, profile) for r in rows], max_bytes)
+            keys = [entry_key(r[0], sent) for r in rows[:fit]]
+            missing = [i for i in msg_ids if i not in held]
+            return self._entries_by_key(conn, app, profile, keys), missing
 
         if mark_read_at is None:
             return await self._db.run(read)
@@ -424,61 +450,109 @@ class SqliteStore:
                 "INSERT INTO box_changes(app, profile, msg_no, sent, read, mb_up, mb_ver,"
                 " deleted) VALUES (?, ?, ?, ?, ?, ?, 1, 1)"
                 " ON CONFLICT DO UPDATE SET deleted = 1",
-                [(app, profile, r[0], sent, sent, r[6]) for r in held],
+                [(app, profile, r[0], sent, sent, r[2]) for r in held],
             )
             self._stage_removal(app, [(profile, entry_key(r[0], sent)) for r in held])
             return len(held)
 
         return await self._write(write)
 
+    async def _box_chunks(self, app: str, profile: str) -> list[bytes]:
+        """The profile's entry keys as JSON arrays of BOX_CHUNK keys: a box is read a chunk per
+        job on the database thread, so a big one never holds it for long."""
+        keys = await self._db.run(lambda conn: self._boxes.entries(app, profile))
+        return [dumps(keys[i : i + BOX_CHUNK]) for i in range(0, len(keys), BOX_CHUNK)]
+
     async def page(
-        self, app: str, profile: str | None, query: Query
+        self, app: str, profile: str | None, query: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
-        def read(conn: sqlite3.Connection) -> tuple[int, list[BoxEntry] | list[Message]]:
-            if profile is None:
-                params: list[Any] = [app]
-                source = "FROM messages m WHERE m.app = ?"
-                columns, tiebreak, head = _MESSAGE_COLUMNS, "m.msg_id", ""
-            else:
-                params = [self._entries_json(app, profile), profile, app]
-                source = _BOX_SOURCE
-                columns, tiebreak, head = _BOX_COLUMNS, "e.sent, m.msg_id", _ENTRIES
-            source += _where(query, params)
-            count = conn.execute(f"{head} SELECT count(*) {source}", params).fetchone()[0]
+        if profile is None:
+            return await self._db.run(lambda conn: _sys_page(conn, app, query, max_bytes))
+        # the window first, a chunk of the box per job: each chunk's best (keys, sort values,
+        # msg_id) and how many matched; then, in one last job, what of it fits the budget
+        sorts = len(query.sort)
+        top: TopRows[tuple[Any, ...]] = TopRows(
+            query, lambda r: (*sort_key(query, r[2 : 2 + sorts]), r[1], r[2 + sorts])
+        )
+        columns = ", ".join(_COLUMN_OF[field] for field, _ in query.sort)
+        for chunk in await self._box_chunks(app, profile):
+            params: list[Any] = [chunk, profile, app]
+            source = _BOX_SOURCE + _where(query, params)
+            best = (
+                f"{_ENTRIES} SELECT e.no, e.sent, {columns}, m.msg_id{source}"
+                f"{_order(query, 'e.sent, m.msg_id')} LIMIT {query.start + query.limit}"
+            )
+
+            def read(
+                conn: sqlite3.Connection,
+                best: str = best,
+                source: str = source,
+                params: Any = params,
+            ) -> tuple[int, list[tuple[Any, ...]]]:
+                count = conn.execute(f"{_ENTRIES} SELECT count(*){source}", params).fetchone()
+                return count[0], conn.execute(best, params).fetchall()
+
+            matched, rows = await self._db.run(read)
+            top.add(rows, matched)
+        window = [entry_key(r[0], bool(r[1])) for r in top.window]
+
+        def fitting_entries(conn: sqlite3.Connection) -> list[BoxEntry]:
             rows = conn.execute(
-                f"{head} SELECT {columns} {source}{_order(query, tiebreak)} LIMIT ? OFFSET ?",
-                (*params, query.rows, query.offset),
-            ).fetchall()
-            if profile is None:
-                return count, [_message(r) for r in rows]
-            return count, [_entry(profile, r) for r in rows]
+                f"{_ENTRIES} SELECT e.no, e.sent, {_SIZE_COLUMNS}{_BOX_SOURCE}",
+                (dumps(window), profile, app),
+            )
+            size = {
+                entry_key(r[0], bool(r[1])): _size(r[2:], SENT if r[1] else INBOX, profile)
+                for r in rows
+            }
+            held = [key for key in window if key in size]
+            chosen = held[query.pick([size[key] for key in held], max_bytes)]
+            return self._entries_by_key(conn, app, profile, chosen)
 
-        return await self._db.run(read)
-
-    def _entries_json(self, app: str, profile: str) -> bytes:
-        return dumps(self._boxes.entries(app, profile))
+        return top.count, await self._db.run(fitting_entries)
 
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
-        def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
-            for box, total, unread in conn.execute(
-                f"{_ENTRIES} SELECT {_MSGBOX}, count(*), sum({_READ} = 0){_BOX_SOURCE}"
-                " GROUP BY e.sent",
-                (self._entries_json(app, profile), profile, app),
-            ):
-                out[box] = {"total": total, "unread": unread}
-            return out
+        out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
+        for chunk in await self._box_chunks(app, profile):
 
-        return await self._db.run(read)
+            def read(conn: sqlite3.Connection, chunk: bytes = chunk) -> list[tuple[str, int, int]]:
+                return conn.execute(
+                    f"{_ENTRIES} SELECT {_MSGBOX}, count(*), sum({_READ} = 0){_BOX_SOURCE}"
+                    " GROUP BY e.sent",
+                    (chunk, profile, app),
+                ).fetchall()
 
-    async def get_events(self, app: str, profile: str) -> list[Event]:
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            rows = conn.execute(
-                "SELECT ev_id, event_type, from_id, profile, created_at, data FROM events"
-                " WHERE app = ? AND profile = ? ORDER BY created_at, ev_id",
-                (app, profile),
+            for box, total, unread in await self._db.run(read):
+                out[box]["total"] += total
+                out[box]["unread"] += unread
+        return out
+
+    async def get_events(
+        self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
+    ) -> tuple[list[Event], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Event], bool]:
+            sql = (
+                "SELECT ev_id, event_type, from_id, created_at, length(data) FROM events"
+                " WHERE app = ? AND profile = ?"
             )
-            return [Event(*r) for r in rows]
+            params: list[Any] = [app, profile]
+            if after is not None:
+                sql += " AND (created_at, ev_id) > (?, ?)"
+                params += after
+            rows = conn.execute(
+                sql + " ORDER BY created_at, ev_id LIMIT ?", (*params, fetch_for(max_bytes))
+            ).fetchall()
+            fit = fitting([event_bytes(r[1], r[2], profile, r[4]) for r in rows], max_bytes)
+            ids = [r[0] for r in rows[:fit]]
+            data = dict(
+                conn.execute(
+                    "SELECT ev_id, data FROM events WHERE app = ? AND profile = ?"
+                    f" AND ev_id IN ({_placeholders(len(ids))})",
+                    (app, profile, *ids),
+                )
+            )
+            events = [Event(r[0], r[1], r[2], profile, r[3], data[r[0]]) for r in rows[:fit]]
+            return events, fit < len(rows)
 
         return await self._db.run(read)
 
@@ -493,13 +567,16 @@ class SqliteStore:
         return await self._write(write)
 
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
         def read(conn: sqlite3.Connection) -> list[tuple[int, bytes]] | None:
             found = self._streams.since(app, profile, after, limit)
             if found is None:
                 return None
             first, refs = found
+            if max_bytes is not None:  # the frames' sizes first, then only those that fit
+                sizes = _frame_sizes(conn, sorted({split_ref(ref)[0] for ref in refs}))
+                refs = refs[: fitting([sizes[split_ref(r)[0]] for r in refs], max_bytes)]
             frame_ids = sorted({split_ref(ref)[0] for ref in refs})
             rows = conn.execute(
                 "SELECT id, head, tail, mids FROM frames"
@@ -536,8 +613,9 @@ class SqliteStore:
     async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
-                (app, key, response, time.time() + ttl),
+                "INSERT OR REPLACE INTO idempotency(app, key, expires_at, response)"
+                " VALUES (?, ?, ?, ?)",
+                (app, key, time.time() + ttl, response),
             )
         )
 
@@ -561,22 +639,77 @@ class SqliteStore:
             )
         )
 
-    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
-        def read(conn: sqlite3.Connection) -> list[PushEntry]:
+    async def pending(
+        self, app: str, profile: str | None, limit: int, after: str | None, max_bytes: int
+    ) -> tuple[list[PushEntry], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[PushEntry], bool]:
             sql = (
-                "SELECT profile, kind, ref, title, body, data, created_at, id, attempts"
+                "SELECT id, profile, kind, ref, title, body, created_at, attempts, length(data)"
                 " FROM push_outbox WHERE app = ?"
             )
             params: list[Any] = [app]
             if profile is not None:
                 sql += " AND profile = ?"
                 params.append(profile)
-            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit))
-            return [
-                PushEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], str(r[7]), r[8]) for r in rows
+            if after is not None:
+                # a pushId is the row id as text: compared to the column as the number it is
+                sql += " AND id > ?"
+                params.append(after)
+            look = min(limit + 1, fetch_for(max_bytes))
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, look)).fetchall()
+            sizes = [push_bytes(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
+            chosen = rows[: min(limit, fitting(sizes, max_bytes))]
+            data = dict(
+                conn.execute(
+                    f"SELECT id, data FROM push_outbox WHERE id IN ({_placeholders(len(chosen))})",
+                    [r[0] for r in chosen],
+                )
+            )
+            entries = [
+                PushEntry(r[1], r[2], r[3], r[4], r[5], data[r[0]], r[6], str(r[0]), r[7])
+                for r in chosen
             ]
+            return entries, len(rows) > len(chosen)
 
         return await self._db.run(read)
+
+
+def _sys_page(
+    conn: sqlite3.Connection, app: str, query: Query, max_bytes: int
+) -> tuple[int, list[BoxEntry] | list[Message]]:
+    """A page of the app's messages (the Sys view): the window's sizes first, then the content
+    of what fits. One read: its sort and filters run on the app's indexes."""
+    params: list[Any] = [app]
+    source = "FROM messages m WHERE m.app = ?" + _where(query, params)
+    count = conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]
+    window = conn.execute(
+        f"SELECT m.no, {_SIZE_COLUMNS} {source}{_order(query, 'm.msg_id')} LIMIT ? OFFSET ?",
+        (*params, query.limit, query.start),
+    ).fetchall()
+    sizes = [_size(r[1:], None, None) for r in window]
+    return count, _messages_by_no(conn, [r[0] for r in window[query.pick(sizes, max_bytes)]])
+
+
+def _frame_sizes(conn: sqlite3.Connection, frame_ids: list[int]) -> dict[int, int]:
+    """frame id → an upper bound of the size of any of its rendered frames (every target's
+    part is at most all of them), read without reading the frames."""
+    rows = conn.execute(
+        "SELECT id, length(head) + length(tail) + length(mids) FROM frames"
+        f" WHERE id IN ({_placeholders(len(frame_ids))})",
+        frame_ids,
+    )
+    return {frame_id: item_bytes(size) for frame_id, size in rows}
+
+
+def _messages_by_no(conn: sqlite3.Connection, nos: list[int]) -> list[Message]:
+    """The messages of these row numbers, in that order."""
+    rows = conn.execute(
+        f"SELECT m.no, {_MESSAGE_COLUMNS} FROM messages m"
+        f" WHERE m.no IN ({_placeholders(len(nos))})",
+        nos,
+    )
+    found = {r[0]: _message(r[1:]) for r in rows}
+    return [found[no] for no in nos if no in found]
 
 
 def _unpack(packed: bytes) -> list[int]:

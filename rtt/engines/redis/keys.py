@@ -12,7 +12,8 @@ NODES = "rtt:nodes"
 
 def profile_prefix(app: str) -> str:
     """What every profile key of `app` starts with; the append scripts derive a recipient's
-    keys from it as `prefix .. profile .. "}:seq"` (and `:stream`, `:box`, `:events`)."""
+    keys from it as `prefix .. profile .. "}:seq"` (and `:stream`, `:box`, `:events`,
+    `:evorder`)."""
     return f"{{p:{app}:"
 
 
@@ -35,6 +36,12 @@ def box(app: str, profile_id: str) -> str:
 
 def events(app: str, profile_id: str) -> str:
     return profile(app, profile_id) + ":events"
+
+
+def event_order(app: str, profile_id: str) -> str:
+    """Sorted set of the profile's event ids scored by createdAt (ties in evId order): events
+    are read oldest first a reply at a time, without reading the ones not returned."""
+    return profile(app, profile_id) + ":evorder"
 
 
 def message(app: str, msg_id: str) -> str:

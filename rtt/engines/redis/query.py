@@ -1,38 +1,33 @@
-"""Paging queries evaluated in Python over entries read from Redis (which has no query engine).
+"""Paging queries evaluated in Python over rows read from Redis (which has no query engine).
 
-This costs O(entries in the box) per page, fine for inboxes of thousands; the local engine runs
-the same queries in SQL.
+A row is what a query needs of one item without its content: its filter and sort values and
+its size. A page costs O(entries in the box) small reads, made a chunk at a time (TopRows), so
+the event loop and the pool serve others between them; content is read only for the items of
+the page. The local engine runs the same queries in SQL.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
-from rtt.domain.messages import BoxEntry, Message
-from rtt.domain.paging import Filter, Query
-
-T = TypeVar("T", BoxEntry, Message)
+from rtt.domain.paging import Filter, Query, sort_key
 
 
-def _value(item: BoxEntry | Message, field: str) -> Any:
-    message = item.message if isinstance(item, BoxEntry) else item
-    if field == "message.from.id":
-        return message.from_id
-    if field == "message.to":
-        return message.to
-    if field in ("msgCr", "msgUp"):
-        return message.msg_cr if field == "msgCr" else message.msg_up
-    assert isinstance(item, BoxEntry)
-    return {"msgbox": item.msgbox, "read": item.read, "mbCr": item.mb_cr, "mbUp": item.mb_up}[field]
+@dataclass(slots=True)
+class Row:
+    """One candidate item: its message id, box ("" in the Sys view), the values of the fields
+    paging criteria name ("mbCr", "message.from.id", …), its size bound and its box state."""
+
+    msg_id: str
+    msgbox: str
+    values: dict[str, Any]
+    size: int
+    state: list[Any] | None = None  # [read, mbCr, mbUp, mbVer] of a box entry
 
 
-def _sort_key(item: BoxEntry | Message, field: str) -> Any:
-    return _value(item, field)
-
-
-def _matches(item: BoxEntry | Message, f: Filter) -> bool:
-    value = _value(item, f.field)
+def _matches(row: Row, f: Filter) -> bool:
+    value = row.values[f.field]
     if f.op == "in":
         return any(v in value for v in f.value)
     if f.op == "gte":
@@ -42,16 +37,12 @@ def _matches(item: BoxEntry | Message, f: Filter) -> bool:
     return bool(value == f.value)
 
 
-def run(query: Query, items: list[T]) -> tuple[int, list[T]]:
-    """(total matching, the requested page), sorted as the query says, ties by box and id."""
-    matching = [i for i in items if all(_matches(i, f) for f in query.filters)]
+def matches(query: Query, row: Row) -> bool:
+    """Whether the row passes every filter of the query."""
+    return all(_matches(row, f) for f in query.filters)
 
-    def tiebreak(item: T) -> tuple[str, str]:
-        if isinstance(item, BoxEntry):
-            return item.msgbox, item.message.msg_id
-        return "", item.msg_id
 
-    matching.sort(key=tiebreak)
-    for field, direction in reversed(query.sort):
-        matching.sort(key=functools.partial(_sort_key, field=field), reverse=direction < 0)
-    return len(matching), matching[query.offset : query.offset + query.rows]
+def order(query: Query, row: Row) -> tuple[Any, ...]:
+    """The row's place in the query's order: its sort values, then box and id, as in SQL."""
+    values = (row.values[field] for field, _ in query.sort)
+    return (*sort_key(query, values), row.msgbox, row.msg_id)

@@ -18,6 +18,7 @@ class Scripts:
         self.append_events = self._load(client, "append_events")
         self.change_message = self._load(client, "change_message")
         self.box_entries = self._load(client, "box_entries")
+        self.message_meta = self._load(client, "message_meta")
         self.epoch = self._load(client, "epoch")
 
     @staticmethod

@@ -9,16 +9,16 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 import redis.exceptions
 from redis.asyncio import Redis
 
 from rtt.domain.events import Event
-from rtt.domain.messages import INBOX, SENT, BoxEntry, Message
-from rtt.domain.paging import Query
+from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
+from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes
 from rtt.domain.push import PushEntry
 from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.redis import keys, query
@@ -40,6 +40,12 @@ _FIELDS = (
     "reply_to",
 )
 CHANGE_RETRIES = 5
+# Reads go in small commands so no connection is held for a big transfer: messages' metadata
+# META_CHUNK per script call, box fields or index members a SCAN step at a time, push entries
+# PUSH_CHUNK per XRANGE.
+META_CHUNK = 128
+SCAN_COUNT = 512  # a SCAN step visits this many buckets: about META_CHUNK entries
+PUSH_CHUNK = 16
 
 
 def guarded(
@@ -74,6 +80,20 @@ def _message(msg_id: str, values: list[Any]) -> Message | None:
         msg_ver=int(fields["msg_ver"]),
         reply_to=fields["reply_to"].decode() or None,
     )
+
+
+def _push_entry(entry_id: bytes, f: dict[bytes, Any]) -> PushEntry:
+    return PushEntry(
+        f[b"profile"].decode(), f[b"kind"].decode(), f[b"ref"].decode(), f[b"title"].decode(),
+        f[b"body"].decode(), bytes(f[b"data"]), int(f[b"created_at"]), entry_id.decode(),
+        int(f[b"attempts"]),
+    )  # fmt: skip
+
+
+def _box_field(field: bytes) -> tuple[str, str]:
+    """`<msgbox>:<msgId>` of a box hash field → (msgbox, msgId)."""
+    box, _, msg_id = field.decode().partition(":")
+    return box, msg_id
 
 
 def _strings(parts: list[bytes]) -> bytes:
@@ -184,7 +204,7 @@ class RedisStore:
         fid = uuid.uuid4().hex
         script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
         recipients = [
-            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode())
+            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at)
             for e, mid in zip(events, mids, strict=True)
         ]
         args: list[Any] = [
@@ -266,7 +286,7 @@ class RedisStore:
     async def delete_entries(self, app: str, profile: str, box: str, msg_ids: list[str]) -> int:
         return await self._box_entries("delete", app, profile, box, msg_ids, 0)
 
-    # --- reads -------------------------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------------
 
     async def _messages(self, app: str, msg_ids: list[str]) -> dict[str, Message]:
         async with self._r.pipeline(transaction=False) as pipe:
@@ -276,44 +296,130 @@ class RedisStore:
         found = {i: _message(i, row) for i, row in zip(msg_ids, rows, strict=True)}
         return {i: m for i, m in found.items() if m is not None}
 
-    @guarded
-    async def get_messages(self, app: str, msg_ids: list[str]) -> list[Message]:
-        found = await self._messages(app, msg_ids)
-        return [found[i] for i in msg_ids if i in found]
+    async def _metas(
+        self, app: str, msg_ids: list[str], with_to: bool
+    ) -> dict[str, tuple[Any, ...]]:
+        """msg_id → (from_id, reply_to, msg_cr, msg_up, content, sender, to sizes, to) of the
+        messages that exist, without reading their content; `to` only if `with_to`."""
+        out: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(msg_ids), META_CHUNK):
+            chunk = msg_ids[i : i + META_CHUNK]
+            metas = await self._scripts.message_meta(
+                keys=[keys.message(app, m) for m in chunk], args=["1" if with_to else "0"]
+            )
+            for msg_id, meta in zip(chunk, metas, strict=True):
+                from_id, reply_to, msg_cr, msg_up, content, sender, to, recipients = meta
+                if msg_cr is None:
+                    continue  # deleted meanwhile
+                out[msg_id] = (
+                    from_id.decode() or None, reply_to.decode() or None, int(msg_cr),
+                    int(msg_up), content, sender, to, loads(recipients) if with_to else None,
+                )  # fmt: skip
+        return out
 
-    async def _entries(self, app: str, profile: str, states: dict[str, bytes]) -> list[BoxEntry]:
-        """Box entries from `<box>:<msgId>` → state, joined with their messages."""
-        split = [(f.split(":", 1), loads(v)) for f, v in states.items()]
-        messages = await self._messages(app, list({ids[1] for ids, _ in split}))
-        return [
-            BoxEntry(profile, box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), messages[msg_id])
-            for (box, msg_id), s in split
-            if msg_id in messages
-        ]
+    async def _cut_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int, msgbox: str | None, profile: str | None
+    ) -> tuple[dict[str, Message], int]:
+        """The messages of the leading ids that fit in `max_bytes` (missing ones skipped), and
+        how many existed."""
+        metas = await self._metas(app, msg_ids, with_to=False)
+        held = [i for i in msg_ids if i in metas]
+        sizes = [entry_bytes(msgbox, profile, *metas[i][:2], *metas[i][4:7]) for i in held]
+        return await self._messages(app, held[: fitting(sizes, max_bytes)]), len(held)
+
+    @guarded
+    async def get_messages(
+        self, app: str, msg_ids: list[str], max_bytes: int
+    ) -> tuple[list[Message], bool]:
+        found, existing = await self._cut_messages(app, msg_ids, max_bytes, None, None)
+        return [found[i] for i in msg_ids if i in found], len(found) < existing
 
     @guarded
     async def get_entries(
-        self, app: str, profile: str, box: str, msg_ids: list[str], mark_read_at: int | None
-    ) -> list[BoxEntry]:
+        self,
+        app: str,
+        profile: str,
+        box: str,
+        msg_ids: list[str],
+        mark_read_at: int | None,
+        max_bytes: int,
+    ) -> tuple[list[BoxEntry], list[str]]:
         if mark_read_at is not None:
             await self._box_entries("read", app, profile, box, msg_ids, mark_read_at)
-        fields = [f"{box}:{i}" for i in msg_ids]
-        values = await self._r.hmget(keys.box(app, profile), fields)
-        states = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
-        found = {e.message.msg_id: e for e in await self._entries(app, profile, states)}
-        return [found[i] for i in msg_ids if i in found]
+        values = await self._r.hmget(keys.box(app, profile), [f"{box}:{i}" for i in msg_ids])
+        states = {i: loads(v) for i, v in zip(msg_ids, values, strict=True) if v is not None}
+        found, _ = await self._cut_messages(app, list(states), max_bytes, box, profile)
+        entries = [
+            BoxEntry(profile, box, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), found[i])
+            for i, s in states.items()
+            if i in found
+        ]
+        return entries, [i for i in msg_ids if i not in states]
+
+    async def _rows(
+        self, app: str, profile: str | None, states: dict[tuple[str, str], Any], with_to: bool
+    ) -> list[query.Row]:
+        """A query row per (box, msg_id) of `states` (the Sys view: box "" and no state)."""
+        metas = await self._metas(app, list(dict.fromkeys(i for _, i in states)), with_to)
+        rows = []
+        for (box, msg_id), state in states.items():
+            meta = metas.get(msg_id)
+            if meta is None:
+                continue
+            from_id, reply_to, msg_cr, msg_up, content, sender, to, recipients = meta
+            values = {
+                "message.from.id": from_id,
+                "message.to": recipients,
+                "msgCr": msg_cr,
+                "msgUp": msg_up,
+            }
+            if state is not None:
+                values |= {"msgbox": box, "read": bool(state[0]), "mbCr": state[1]}
+                values["mbUp"] = state[2]
+            size = entry_bytes(box or None, profile, from_id, reply_to, content, sender, to)
+            rows.append(query.Row(msg_id, box, values, size, state))
+        return rows
+
+    async def _candidates(
+        self, app: str, profile: str | None
+    ) -> AsyncIterator[dict[tuple[str, str], Any]]:
+        """The profile's box entries ((box, msg_id) → state), or the app's messages (("",
+        msg_id) → None), a SCAN step at a time (a SCAN returns an entry at least once)."""
+        cursor: int | None = None
+        while cursor != 0:
+            if profile is None:
+                cursor, members = await self._r.zscan(
+                    keys.message_index(app), cursor or 0, count=SCAN_COUNT
+                )
+                yield {("", m.decode()): None for m, _ in members}
+            else:
+                cursor, fields = await self._r.hscan(
+                    keys.box(app, profile), cursor or 0, count=SCAN_COUNT
+                )
+                yield {_box_field(f): loads(v) for f, v in fields.items()}
 
     @guarded
     async def page(
-        self, app: str, profile: str | None, q: Query
+        self, app: str, profile: str | None, q: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
+        with_to = any(f.field == "message.to" for f in q.filters)
+        top: TopRows[query.Row] = TopRows(q, lambda row: query.order(q, row))
+        seen: set[tuple[str, str]] = set()
+        async for batch in self._candidates(app, profile):
+            fresh = {key: state for key, state in batch.items() if key not in seen}
+            seen.update(fresh)
+            rows = await self._rows(app, profile, fresh, with_to)
+            top.add([row for row in rows if query.matches(q, row)])
+        window = top.window
+        chosen = window[q.pick([row.size for row in window], max_bytes)]
+        found = await self._messages(app, [row.msg_id for row in chosen])
         if profile is None:
-            ids = [i.decode() for i in await self._r.zrange(keys.message_index(app), 0, -1)]
-            messages = list((await self._messages(app, ids)).values())
-            return query.run(q, messages)
-        raw = await self._r.hgetall(keys.box(app, profile))
-        states = {f.decode(): v for f, v in raw.items()}
-        return query.run(q, await self._entries(app, profile, states))
+            return top.count, [found[r.msg_id] for r in chosen if r.msg_id in found]
+        return top.count, [
+            BoxEntry(profile, r.msgbox, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), m)
+            for r in chosen
+            if (m := found.get(r.msg_id)) is not None and (s := r.state) is not None
+        ]
 
     @guarded
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
@@ -325,25 +431,61 @@ class RedisStore:
                 out[box]["unread"] += 1
         return out
 
+    async def _event_order(
+        self, app: str, profile: str, after: tuple[int, str] | None, look: int
+    ) -> list[str]:
+        """Up to `look` event ids oldest first (createdAt, then evId), after `after`."""
+        order = keys.event_order(app, profile)
+        low: str | int = "-inf" if after is None else after[0]
+        ids: list[str] = []
+        offset = 0
+        while len(ids) < look:
+            batch = await self._r.zrangebyscore(
+                order, low, "+inf", start=offset, num=look, withscores=True
+            )
+            for member, score in cast(list[tuple[bytes, float]], batch):
+                key = (int(score), member.decode())
+                if after is None or key > after:
+                    ids.append(key[1])
+            if len(batch) < look:
+                break
+            offset += len(batch)
+        return ids[:look]
+
     @guarded
-    async def get_events(self, app: str, profile: str) -> list[Event]:
-        items = [loads(v) for v in (await self._r.hgetall(keys.events(app, profile))).values()]
-        items.sort(key=lambda e: (e["createdAt"], e["evId"]))
-        return [
+    async def get_events(
+        self, app: str, profile: str, after: tuple[int, str] | None, max_bytes: int
+    ) -> tuple[list[Event], bool]:
+        ids = await self._event_order(app, profile, after, fetch_for(max_bytes))
+        if not ids:
+            return [], False
+        events_key = keys.events(app, profile)
+        async with self._r.pipeline(transaction=False) as pipe:
+            for ev_id in ids:
+                pipe.hstrlen(events_key, ev_id)  # the stored JSON is the item
+            sizes = await pipe.execute()
+        fit = fitting(sizes, max_bytes)
+        items = [loads(v) for v in await self._r.hmget(events_key, ids[:fit]) if v is not None]
+        events = [
             Event(e["evId"], e["eventType"], e["fromPlayerId"], e["toPlayerId"], e["createdAt"],
                   dumps(e["eventData"]))
             for e in items
         ]  # fmt: skip
+        return events, fit < len(ids)
 
     @guarded
     async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int:
-        return int(await self._r.hdel(keys.events(app, profile), *ev_ids))
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.events(app, profile), *ev_ids)
+            pipe.zrem(keys.event_order(app, profile), *ev_ids)
+            deleted, _ = await pipe.execute()
+        return int(deleted)
 
     # --- stream ------------------------------------------------------------------------------
 
     @guarded
     async def stream_since(
-        self, app: str, profile: str, after: int, limit: int
+        self, app: str, profile: str, after: int, limit: int, max_bytes: int | None = None
     ) -> list[tuple[int, bytes]] | None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zrangebyscore(keys.stream(app, profile), f"({after}", "+inf", start=0, num=limit)
@@ -355,6 +497,10 @@ class RedisStore:
         items = [m.split(b":", 2) for m in members]
         if latest_seq > after and (not items or int(items[0][0]) != after + 1):
             return None
+        if max_bytes is not None:  # the frames' sizes first, then only those that fit
+            sizes = await self._frame_sizes(app, list({fid.decode() for _, fid, _ in items}))
+            fit = fitting([sizes[fid.decode()] + len(mid) for _, fid, mid in items], max_bytes)
+            items = items[:fit]
         frame_ids = list({fid.decode() for _, fid, _ in items})
         async with self._r.pipeline(transaction=False) as pipe:
             for fid in frame_ids:
@@ -367,6 +513,17 @@ class RedisStore:
                 return None  # the frame outlived its retention: the cursor is too old
             out.append((int(seq), Frame(head, tail).render(int(seq), mid)))
         return out
+
+    async def _frame_sizes(self, app: str, frame_ids: list[str]) -> dict[str, int]:
+        """frame id → an upper bound of its rendered size but the per-target part."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for fid in frame_ids:
+                pipe.hstrlen(keys.frame(app, fid), "head")
+                pipe.hstrlen(keys.frame(app, fid), "tail")
+            lengths = await pipe.execute()
+        return {
+            fid: item_bytes(lengths[2 * n] + lengths[2 * n + 1]) for n, fid in enumerate(frame_ids)
+        }
 
     @guarded
     async def latest_seq(self, app: str, profile: str) -> int:
@@ -409,21 +566,22 @@ class RedisStore:
     # --- push outbox -------------------------------------------------------------------------
 
     @guarded
-    async def pending(self, app: str, profile: str | None, limit: int) -> list[PushEntry]:
+    async def pending(
+        self, app: str, profile: str | None, limit: int, after: str | None, max_bytes: int
+    ) -> tuple[list[PushEntry], bool]:
         out: list[PushEntry] = []
-        start = "-"
-        while len(out) < limit:
-            batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=500)
+        total = 0
+        start = "-" if after is None else f"({after}"
+        while True:
+            batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=PUSH_CHUNK)
             for entry_id, f in batch:
-                if profile is None or f[b"profile"].decode() == profile:
-                    out.append(
-                        PushEntry(
-                            f[b"profile"].decode(), f[b"kind"].decode(), f[b"ref"].decode(),
-                            f[b"title"].decode(), f[b"body"].decode(), bytes(f[b"data"]),
-                            int(f[b"created_at"]), entry_id.decode(), int(f[b"attempts"]),
-                        )
-                    )  # fmt: skip
-            if len(batch) < 500:
-                break
+                if profile is not None and f[b"profile"].decode() != profile:
+                    continue
+                entry = _push_entry(entry_id, f)
+                total += len(dumps(entry.item()))
+                if len(out) == limit or (out and total > max_bytes):
+                    return out, True
+                out.append(entry)
+            if len(batch) < PUSH_CHUNK:
+                return out, False
             start = "(" + batch[-1][0].decode()
-        return out[:limit]

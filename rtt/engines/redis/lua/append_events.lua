@@ -2,7 +2,7 @@
 -- KEYS[1] frame hash  KEYS[2] push outbox stream  KEYS[3] writes counter
 -- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
 -- ARGV[5] max stream items  ARGV[6] profile key prefix (keys.py)
--- ARGV[7] json array of [profile, ev_id, mid, event json], one per recipient
+-- ARGV[7] json array of [profile, ev_id, mid, event json, created_at], one per recipient
 -- ARGV[8] n pushes  ARGV[9 ..] 7 per push: profile, kind, ref, title, body, data, created_at
 -- Each recipient's keys are derived here, as in append_message.lua.
 -- Returns {writes, seq_1 .. seq_n}
@@ -25,6 +25,7 @@ for i = 1, n do
   redis.call("ZADD", key .. ":stream", seq, seq .. ":" .. fid .. ":" .. r[3])
   redis.call("ZREMRANGEBYRANK", key .. ":stream", 0, -(max_items + 1))
   redis.call("HSET", key .. ":events", r[2], r[4])
+  redis.call("ZADD", key .. ":evorder", r[5], r[2])
   result[i + 1] = seq
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
