@@ -237,7 +237,13 @@ class RttSocket:
         self._caller = Caller(identity.app, app, identity.profile, identity.name)
         self._bucket = TokenBucket(app.limits.client_requests_per_second, time.monotonic())
         # the session exists before any await, so a close from here on always leaves the hub
-        self._session = Session(identity.app, identity.profile, node.engine.store, self._gateway)
+        self._session = Session(
+            identity.app,
+            identity.profile,
+            node.engine.store,
+            self._gateway,
+            node.settings.socket_buffer_bytes,
+        )
         return self._go_live(self._session, since)
 
     async def _go_live(self, session: Session, since: int | None) -> None:

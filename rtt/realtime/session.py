@@ -9,7 +9,9 @@ every pushed item was committed before it was published. Meanwhile frames wait i
 Frames are written synchronously to the socket's transport (see websocket/protocol.py): no task,
 queue or await per frame. The connection's byte budget is the bound: a client that lets more
 than RTT_SOCKET_BUFFER_BYTES pile up unread is closed as too slow (4003) and resumes with
-`since`, so one slow client never delays the others.
+`since`, so one slow client never delays the others. Replay and healing read the store in
+batches of at most REPLAY_BATCH frames and RTT_SOCKET_BUFFER_BYTES bytes, and write them at the
+client's pace.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Session:
         "_healer",
         "_live",
         "_pending",
+        "_replay_bytes",
         "_store",
         "_wire",
         "app",
@@ -63,11 +66,12 @@ class Session:
         "profile",
     )
 
-    def __init__(self, app: str, profile: str, store: Store, wire: Wire) -> None:
+    def __init__(self, app: str, profile: str, store: Store, wire: Wire, replay_bytes: int) -> None:
         self.app = app
         self.profile = profile
         self._store = store
         self._wire = wire
+        self._replay_bytes = replay_bytes  # the most frames a replay holds at once, in bytes
         self.last_seq = 0
         self._live = False  # False while the store is being read; live frames wait in pending
         self._pending: list[tuple[int, bytes]] = []
@@ -151,9 +155,13 @@ class Session:
             self._wire.close(CloseCode.TRY_AGAIN_LATER, "stream unavailable: resume with since")
 
     async def _catch_up(self) -> None:
+        """Read the stream from `last_seq` in batches of REPLAY_BATCH frames or `replay_bytes`,
+        whichever is less, until a batch brings nothing new (a batch cut at the byte budget
+        looks like any other), then go live."""
         while not self._closed:
+            before = self.last_seq
             items = await self._store.stream_since(
-                self.app, self.profile, self.last_seq, REPLAY_BATCH
+                self.app, self.profile, before, REPLAY_BATCH, self._replay_bytes
             )
             if items is None:
                 await self._resync()
@@ -166,7 +174,7 @@ class Session:
                     if not await self._wire.drain():
                         self._closed = True
                         return
-            if len(items) == REPLAY_BATCH:
+            if self.last_seq > before:
                 continue
             if self._drain_pending():
                 self._live = True

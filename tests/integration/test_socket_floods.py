@@ -261,11 +261,12 @@ async def test_pipelining_flood_stays_bounded(tmp_path: Path):
 
 
 async def test_requests_piling_up_behind_a_stalled_replay_stay_bounded(tmp_path: Path):
-    """Pins: the backlog behind a busy socket was bounded only in count (64 messages of up to
-    the frame cap each, plus whatever one read delivered), and a replay to a client that does
-    not read waited for drain forever, counted as activity: sockets that resumed with `since`,
-    never read, and pipelined large requests each held ~16 MB, forever. Now the backlog is
-    bounded in bytes too (RTT_SOCKET_BUFFER_BYTES) and the stalled replay ends 4003."""
+    """Pins: a replay to a client that does not read waited for drain forever, counted as
+    activity, holding its whole batch (500 frames, whatever their size), while the backlog
+    behind it was bounded only in count (64 messages of up to the frame cap each, plus what
+    one read delivered): sockets that resumed with `since`, never read, and pipelined large
+    requests held ~20 MB each, forever. Now a replay batch stops at RTT_SOCKET_BUFFER_BYTES,
+    so does the backlog, and the stalled replay ends 4003."""
     sockets = 10
     connect = {
         "service": "rtt",
@@ -278,15 +279,8 @@ async def test_requests_piling_up_behind_a_stalled_replay_stay_bounded(tmp_path:
     async with node_process(tmp_path) as node:
         s2s = S2S(node)
         try:
-            # 6 MB of stream in 3 KB items: more than the kernel buffers hold, so the replay
-            # stalls, yet each batch the replay holds (500 items) stays small
-            sends = asyncio.Semaphore(8)
-
-            async def send() -> None:
-                async with sends:
-                    await s2s.send(["stalled"], {"text": "x" * 3000})
-
-            await asyncio.gather(*(send() for _ in range(2000)))
+            for _ in range(80):  # 8 MB of stream: more than the kernel buffers hold
+                await s2s.send(["stalled"], {"text": "x" * 100_000})
 
             async def let_go() -> float:
                 _, waited = await eventually(
