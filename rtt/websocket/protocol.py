@@ -30,7 +30,7 @@ from rtt.errors import CloseCode
 from rtt.websocket import frames, handshake
 
 ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
-FAIR_READ_BYTES = 64 * 1024  # a read this large waits for the next turn of the loop to read on
+FAIR_SHARE_BYTES = 64 * 1024  # frames handled per connection per turn of the event loop
 
 
 class Handler(Protocol):
@@ -149,8 +149,6 @@ class WebSocketProtocol(asyncio.Protocol):
             self._parse(self._buffer)
         else:
             self._parse(data)
-        if len(data) >= FAIR_READ_BYTES and self._reading:
-            self._take_turns()
 
     def eof_received(self) -> bool:
         return False  # the peer is done sending: close our side too (connection_lost follows)
@@ -269,11 +267,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self.data_received(bytes(rest))
 
     def _parse(self, buffer: bytes | bytearray) -> None:
-        """Handle the whole frames in `buffer` while reading is on; keep the rest."""
+        """Handle the whole frames in `buffer` while reading is on, up to FAIR_SHARE_BYTES of
+        them in this turn of the loop; keep the rest."""
         start = 0
         max_size = self._endpoint.max_message_bytes
         try:
-            while self._reading and self._state != _CLOSED:
+            while self._reading and self._state != _CLOSED and start < FAIR_SHARE_BYTES:
                 message = self._message
                 limit = max_size if message is None else max_size - len(message)
                 frame = frames.parse(buffer, start, limit)
@@ -296,6 +295,8 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._pong is not None:
                 pong, self._pong = self._pong, None
                 self.write(frames.pong_frame(pong))
+            if start >= FAIR_SHARE_BYTES and self._reading:
+                self._take_turns()
 
     def _parse_buffered(self) -> None:
         """Reading is back on: handle what was received while it was off, and read the socket
@@ -308,9 +309,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def _take_turns(self) -> None:
-        """One read per turn of the event loop for a peer that sends this much: the loop would
-        otherwise read it again and again (libuv reads a busy socket up to 32 times in a row)
-        while every other connection waits."""
+        """This connection had its share of the turn: the rest of what it sent waits for the
+        next one. Without it, a peer that sends fast would have its whole read handled, and be
+        read again and again (libuv reads a busy socket up to 32 times in a row), while every
+        other connection waits."""
         self._yielded = True
         self._update_reading()
         asyncio.get_running_loop().call_soon(self._next_turn)
