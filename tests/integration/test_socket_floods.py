@@ -218,9 +218,10 @@ async def run_flood(
 async def test_ping_flood_from_unauthenticated_sockets_stays_bounded(tmp_path: Path):
     """Pins: pongs went straight to the transport with no bound and pings did not count as
     activity: 20 unauthenticated sockets that ping and never read took a node from 52 MB to
-    973 MB in 6 s. Now a peer that does not read is not read either (its pongs stay under the
-    connection's budget), it is closed at the CONNECT deadline, and the node's RSS stays
-    within GROWTH_BOUND while a healthy client is served."""
+    973 MB in 6 s. Now a read full of pings gets one pong, every byte written is under the
+    connection's budget (and a peer over its high-water mark is not read), each connection
+    has 64 KiB of frames handled per turn of the loop, the sockets are closed at the CONNECT
+    deadline, and the node's RSS stays within GROWTH_BOUND while a healthy client is served."""
     ping = masked_frame(b"p" * 125, PING)
     block = ping * (64 * 1024 // len(ping))
     async with node_process(tmp_path) as node:
