@@ -47,6 +47,7 @@ def build_engine(settings: Settings) -> Engine:
         presence_ttl=settings.presence_ttl_seconds,
         stream_max_items=settings.stream_max_items,
         stream_max_seconds=settings.stream_max_seconds,
+        pool_size=settings.redis_pool_size,
     )
 
 

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(2.0, gt=0, le=60)
     probe_interval_seconds: float = Field(1.0, gt=0, le=60)
     presence_ttl_seconds: float = Field(10.0, gt=0)
+    redis_pool_size: int = Field(
+        64, ge=2, le=10000, description="connections the store may hold to Redis; more wait"
+    )
     # --- the edge: every per-connection and per-node resource is bounded ---------------------
     socket_buffer_bytes: int = Field(
         1024 * 1024,

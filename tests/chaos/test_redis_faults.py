@@ -343,3 +343,31 @@ async def _next_control(ws, operation: str, timeout: float) -> dict[str, Any]:
             frame = await ws.recv(timeout)
             if frame.get("service") == "rtt" and frame.get("operation") == operation:
                 return frame
+
+
+async def test_the_store_pool_is_bounded_by_its_setting(tmp_path, clean_redis):
+    """RTT_REDIS_POOL_SIZE bounds each pool: 60 concurrent sends through a node with a pool of
+    2 all succeed (callers queue for a connection) and the node never holds more than 2
+    connections per role (store, broker, presence: 6) to Redis."""
+    settings = _settings(tmp_path, clean_redis, redis_pool_size=2)
+    peak = 0
+    async with running(settings) as node, redis.asyncio.Redis.from_url(clean_redis) as admin:
+        s2s = S2S(node)
+        try:
+            watching = True
+
+            async def watch() -> None:
+                nonlocal peak
+                while watching:
+                    clients = await admin.client_list()
+                    peak = max(peak, len(clients) - 1)  # all but the admin's own
+                    await asyncio.sleep(0.005)
+
+            watcher = asyncio.create_task(watch())
+            ids = await asyncio.gather(*(s2s.send([f"p{i}"]) for i in range(60)))
+            watching = False
+            await watcher
+        finally:
+            await s2s.close()
+    assert len(set(ids)) == 60
+    assert 0 < peak <= 6, peak

@@ -14,8 +14,6 @@ from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.store import RedisStore
 
-MAX_CONNECTIONS = 64
-
 
 def _no_maintenance_notifications() -> dict[str, Any]:
     """redis-py 8 turns on maintenance notifications (a Redis Enterprise/Cloud feature) for RESP3,
@@ -29,14 +27,15 @@ def _no_maintenance_notifications() -> dict[str, Any]:
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
-def redis_client(url: str, timeout: float) -> Redis:
-    """A bounded pool where callers queue (up to `timeout`) for a connection instead of failing.
+def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
+    """A pool of at most `pool_size` connections where callers queue (up to `timeout`) for a
+    connection instead of failing.
 
     No automatic retries: a write whose reply was lost must not be sent twice behind our back;
     the caller gets 503 and retries (with an Idempotency-Key) instead."""
     pool = BlockingConnectionPool.from_url(
         url,
-        max_connections=MAX_CONNECTIONS,
+        max_connections=pool_size,
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -55,15 +54,22 @@ def redis_engine(
     presence_ttl: float,
     stream_max_items: int,
     stream_max_seconds: float,
+    pool_size: int = 64,
 ) -> Engine:
+    """The engine's roles on one Redis, each with its own pool of at most `pool_size`
+    connections (RTT_REDIS_POOL_SIZE)."""
+
+    def client() -> Redis:
+        return redis_client(url, timeout, pool_size)
+
     store = RedisStore(
-        redis_client(url, timeout),
+        client(),
         stream_max_items=stream_max_items,
         stream_max_seconds=stream_max_seconds,
     )
     return Engine(
         store=store,
         outbox=store,
-        broker=RedisBroker(redis_client(url, timeout), probe_interval),
-        presence=RedisPresence(redis_client(url, timeout), uuid.uuid4().hex, presence_ttl),
+        broker=RedisBroker(client(), probe_interval),
+        presence=RedisPresence(client(), uuid.uuid4().hex, presence_ttl),
     )
