@@ -112,6 +112,7 @@ def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
         header_timeout=settings.http_header_timeout_seconds,
         body_timeout=settings.http_body_timeout_seconds,
         linger=settings.close_timeout_seconds,
+        max_head_bytes=settings.http_max_head_bytes,
     )
     return uvicorn.Config(
         create_app(settings),

@@ -9,6 +9,9 @@ opening more until the process runs out of them and stops accepting anyone. Here
   from accept for a connection's first request and from the first byte of each later keep-alive
   request. A partial head is answered 408 and closed; a connection that sent nothing at all is
   closed silently, like an idle keep-alive one (uvicorn's `timeout_keep_alive`).
+- **Head size** (`max_head_bytes`): httptools keeps every header line until the head ends, so
+  a peer streaming header lines at loopback speed grew the node by 1.4 GB in 3 s. A head still
+  incomplete past this many bytes is answered 431 and closed.
 - **Body deadline** (`body_timeout`): from the end of the head to the body's last byte. The
   request is answered 408 (unless a response already started) and closed.
 - **Connection ceiling** (`max_connections`): open connections, HTTP and WebSocket alike
@@ -59,6 +62,7 @@ class HttpLimits:
     header_timeout: float
     body_timeout: float
     linger: float
+    max_head_bytes: int
 
 
 def lingering_at_most(max_connections: int) -> int:
@@ -130,9 +134,13 @@ class _Edge:
         )
         head, body = limits.header_timeout, limits.body_timeout
         self.head_late = _answer(_late(f"request head not complete within {head:g} s"))
+        self.head_large = _answer(
+            RttError(431, Reason.TOO_LARGE, f"request head over {limits.max_head_bytes} bytes")
+        )
         self.body_late = _answer(_late(f"request body not complete within {body:g} s"))
         self.refusals = _Tally(logging.WARNING, "refused with 503: connection limit reached")
         self.head_timeouts = _Tally(logging.INFO, f"closed: head not complete within {head:g} s")
+        self.head_overflows = _Tally(logging.INFO, "closed: request head too large")
         self.body_timeouts = _Tally(logging.INFO, f"closed: body not complete within {body:g} s")
         self.disconnects = _Tally(logging.INFO, "closed the connection mid-body")
 
@@ -161,6 +169,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._peer_closed = False
+        self._head_bytes = 0  # received since the head began (bounded by max_head_bytes)
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
@@ -171,6 +180,22 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self._arm(_WAITING, edge.limits.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        # bytes read while no body is due belong to a head (a read that ends a body and starts
+        # the next head is not counted: the head is then undercounted by one read at most)
+        if self._phase != _BODY:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if (
+            self._phase in (_WAITING, _HEAD)
+            and self._head_bytes > self.edge.limits.max_head_bytes
+            and not self.transport.is_closing()
+        ):
+            self._phase = _IDLE
+            self.transport.write(self.edge.head_large)
+            self.edge.head_overflows.note(self.client)
+            self.transport.close()
 
     def eof_received(self) -> None:
         self._peer_closed = True
@@ -195,6 +220,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        self._head_bytes = 0
         self._arm(_BODY, self.edge.limits.body_timeout)
 
     def on_message_complete(self) -> None:

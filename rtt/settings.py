@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="a request head must arrive whole within this"
     )
+    http_max_head_bytes: int = Field(
+        64 * 1024, ge=4096, le=1024 * 1024, description="larger request heads answer 431"
+    )
     http_body_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="a request body must arrive whole within this"
     )

@@ -120,6 +120,38 @@ async def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_deadline(tmp_path)
         assert HEAD * 0.9 <= time.monotonic() - started < HEAD + SLACK
 
 
+async def test_a_head_over_its_size_limit_is_431_and_closed(tmp_path):
+    """Pins: httptools keeps every header line until the head ends, and nothing bounded it: one
+    peer streaming header lines at loopback speed grew the node by 1.4 GB in 3 s. A head still
+    incomplete past RTT_HTTP_MAX_HEAD_BYTES is answered 431/40600 and closed at once."""
+    settings = edge_settings(tmp_path, http_max_head_bytes=8192)
+    async with running(settings) as server:
+        started = time.monotonic()
+        line = b"X-Junk: " + b"a" * 1000 + b"\r\n"
+        connection = await RawConnection.open(
+            server.settings.port, b"POST /s2sdispatcher HTTP/1.1\r\nHost: t\r\n" + line * 9
+        )
+        try:
+            raw = await connection.until_closed(HEAD / 2)  # long before the head deadline
+        finally:
+            connection.close()
+        assert "request head over 8192 bytes" in assert_refusal(raw, 431, 40600)["status_message"]
+        assert time.monotonic() - started < HEAD / 2
+        assert await healthz(server.url) == 200
+
+
+async def test_a_head_just_under_its_size_limit_is_served(tmp_path):
+    """The limit is on the head alone: a head under it is served, and a body of any allowed
+    size after it does not count towards it."""
+    settings = edge_settings(tmp_path, http_max_head_bytes=8192)
+    async with running(settings) as server, httpx.AsyncClient(timeout=5.0) as http:
+        padding = {"x-padding": "a" * 7000}
+        assert (await http.get(server.url + "/healthz", headers=padding)).status_code == 200
+        big = {**SERVER, "service": "heartbeat", "operation": "HEARTBEAT", "pad": "b" * 500_000}
+        response = await http.post(server.url + "/s2sdispatcher", content=orjson.dumps(big))
+        assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize("path", ["/s2sdispatcher", "/nowhere"], ids=["read", "not-read"])
 async def test_a_body_that_never_completes_is_closed_at_the_body_deadline(tmp_path, path):
     """Pins: a request whose body never completed held its connection (and, on
