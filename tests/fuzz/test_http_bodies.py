@@ -23,13 +23,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loadtest.fanout import rss_bytes
 from loadtest.node import NodeProcess
 from tests.support.clients import SERVER
+from tests.support.nodes import engine_env
 from tests.support.raw_http import parse
 from tests.support.server import APPS_TOML
 
@@ -112,15 +112,10 @@ def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
     env = {
-        "RTT_ENGINE": request.param,
+        **engine_env(request, request.param),
         "RTT_HTTP_HEADER_TIMEOUT_SECONDS": "2",
         "RTT_HTTP_BODY_TIMEOUT_SECONDS": "2",
     }
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        with redis.Redis.from_url(url) as client:
-            client.flushall()
-        env["RTT_REDIS_URL"] = url
     process = NodeProcess(APPS_TOML, directory=tmp_path_factory.mktemp("fuzz"), env=env)
     process.start()
     fuzzed = Node(process)

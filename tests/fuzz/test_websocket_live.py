@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import WebSocketException
@@ -31,6 +30,7 @@ from loadtest.fanout import rss_bytes
 from loadtest.node import NodeProcess
 from tests.fuzz.frame_streams import client_close_codes, streams, text_payloads, wire
 from tests.support.clients import SERVER, token
+from tests.support.nodes import engine_env
 from tests.support.raw_ws import (
     CLOSE,
     CONNECT,
@@ -174,12 +174,7 @@ class Fuzzed:
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fuzzed]:
-    env = {"RTT_ENGINE": request.param}
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        with redis.Redis.from_url(url) as client:
-            client.flushall()
-        env["RTT_REDIS_URL"] = url
+    env = engine_env(request, request.param)
     process = NodeProcess(APPS_TOML, directory=tmp_path_factory.mktemp("wsfuzz"), env=env)
     process.start()
     fuzzed = Fuzzed(process)

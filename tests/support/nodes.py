@@ -11,10 +11,24 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+import redis
+
 from loadtest.node import NodeProcess
 from tests.support.server import APPS_TOML
 
 STOP_SECONDS = 5.0
+
+
+def engine_env(request: pytest.FixtureRequest, engine: str) -> dict[str, str]:
+    """`RTT_ENGINE=engine` for a node process; on redis also the session's Redis, emptied."""
+    env = {"RTT_ENGINE": engine}
+    if engine == "redis":
+        url = request.getfixturevalue("redis_url")
+        with redis.Redis.from_url(url) as client:
+            client.flushall()
+        env["RTT_REDIS_URL"] = url
+    return env
 
 
 def redis_node(
