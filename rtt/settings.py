@@ -144,6 +144,22 @@ class Settings(BaseSettings):
     reads_in_flight: int = Field(
         2, ge=1, le=1024, description="client page reads the node runs at once; others wait"
     )
+    session_pending_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="live frames a socket holds while it reads the store; past it they are"
+        " dropped and read back from the store",
+    )
+    heals_in_flight: int = Field(
+        32, ge=1, le=1024, description="store reads the node's healing sockets run at once"
+    )
+    heal_retry_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a socket whose store reads keep failing retries (jittered backoff) this"
+        " long, then closes 1013",
+    )
     config_path: Path | None = Field(None, exclude=True)
     generated_secrets: dict[str, str] = Field(default_factory=dict, exclude=True)
 

@@ -32,7 +32,7 @@ from rtt.domain.ratelimit import TokenBucket
 from rtt.engines.base import EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import TooDeep, dumps, loads_untrusted, unsequenced
-from rtt.realtime.session import Session, Wire
+from rtt.realtime.session import Healing, Session, Wire
 from rtt.websocket.frames import text_frame
 from rtt.websocket.protocol import Endpoint, WebSocketProtocol
 
@@ -127,6 +127,7 @@ class RttSocket:
         "_caller",
         "_closed",
         "_gateway",
+        "_healing",
         "_holding",
         "_node",
         "_session",
@@ -135,8 +136,11 @@ class RttSocket:
         "_work",
     )
 
-    def __init__(self, node: Node, gateway: Gateway, query_token: str | None) -> None:
+    def __init__(
+        self, node: Node, healing: Healing, gateway: Gateway, query_token: str | None
+    ) -> None:
         self._node = node
+        self._healing = healing
         self._gateway = gateway
         self._token = query_token  # until CONNECT
         self._session: Session | None = None
@@ -242,7 +246,7 @@ class RttSocket:
             identity.profile,
             node.engine.store,
             self._gateway,
-            node.settings.socket_buffer_bytes,
+            self._healing,
         )
         return self._go_live(self._session, since)
 
@@ -345,9 +349,15 @@ def endpoint(node: Node) -> Endpoint:
     for the client's close frame."""
     settings = node.settings
     largest = max(app.limits.max_frame_bytes for app in settings.apps.values())
+    healing = Healing(
+        settings.socket_buffer_bytes,
+        settings.session_pending_bytes,
+        settings.heals_in_flight,
+        settings.heal_retry_seconds,
+    )
 
     def open_socket(connection: WebSocketProtocol, query: dict[str, str]) -> RttSocket:
-        return RttSocket(node, connection, query.get("token"))
+        return RttSocket(node, healing, connection, query.get("token"))
 
     return Endpoint(
         PATH,
