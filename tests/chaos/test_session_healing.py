@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.asyncio
 
 from tests.chaos.test_redis_faults import _epoch, _send_body, _send_retrying, _settings
 from tests.chaos.test_redis_faults import own_redis as own_redis  # the fixture
-from tests.support.clients import S2S
+from tests.support.clients import S2S, Rtt, open_socket
 from tests.support.raw_ws import TEXT
 from tests.support.redis_server import RedisServer
 from tests.support.server import running
+from tests.support.server import test_settings as settings_for
 from tests.support.stalled import held_bytes, session_of, stalled_replay
 from tests.support.waits import eventually
 
@@ -80,3 +82,53 @@ async def _next_frame(raw: Any) -> dict[str, Any]:
     opcode, payload = await raw.recv(10.0)
     assert opcode == TEXT, (opcode, payload[:200])
     return dict(orjson.loads(payload))
+
+
+SOCKETS = 400
+
+
+async def test_a_pubsub_blip_with_hundreds_of_sockets_heals_every_one_without_1013(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    """Pins: after a pub/sub reconnect `heal_all` started one store read per session at once,
+    so with hundreds of sockets they queued past the pool's timeout and each failed read
+    closed its socket 1013 at once. Now the node runs RTT_HEALS_IN_FLIGHT reads at a time and
+    a failed one is retried after a jittered wait: every socket stays open and gets every seq
+    once, in order."""
+    settings = settings_for(
+        tmp_path,
+        engine="redis",
+        redis_url=clean_redis,
+        probe_interval_seconds=0.3,
+        redis_timeout_seconds=0.25,
+        redis_pool_size=2,
+        heals_in_flight=2,
+    )
+    profiles = [f"crowd-{i}" for i in range(SOCKETS)]
+    admin = redis.asyncio.Redis.from_url(clean_redis)
+    async with running(settings) as server:
+        s2s = S2S(server)
+        sockets: list[Rtt] = []
+        try:
+            for start in range(0, SOCKETS, 50):
+                sockets += await asyncio.gather(
+                    *(open_socket(server, p) for p in profiles[start : start + 50])
+                )
+            sent = [await s2s.send(profiles, {"n": 0})]
+            assert await admin.client_kill_filter(_type="pubsub") >= 1
+            sent += [await s2s.send(profiles, {"n": n}) for n in (1, 2)]
+            await eventually(
+                lambda: admin.client_list(_type="pubsub"),
+                lambda clients: len(clients) == 1,
+                what="node resubscribed",
+            )
+            await asyncio.sleep(0.5)  # the heals run
+            sent.append(await s2s.send(profiles, {"n": 3}))
+            got = await asyncio.gather(*(ws.pushed(len(sent), timeout=15) for ws in sockets))
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+            await s2s.close()
+            await admin.aclose()
+    expected = list(enumerate(sent, start=1))
+    for frames in got:
+        assert [(f["seq"], f["data"]["msgId"]) for f in frames] == expected
