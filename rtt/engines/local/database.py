@@ -103,10 +103,12 @@ class Database:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
 
     async def close(self) -> None:
+        """Close the connection, then wait for the thread off the loop: a job still queued
+        behind the close (a late read, a sweep) must not stall every socket meanwhile."""
         if self._conn is not None:
             await self.run(lambda conn: conn.close())
             self._conn = None
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read (or a single statement) on the database thread."""
