@@ -38,6 +38,7 @@ MAX_IDEMPOTENCY_KEY = 255
 RETRY_AFTER_SECONDS = "1"
 
 
+KEY_PREFIX = "k:"  # Idempotency-Keys; session packets are claimed as "p:<sessionId>:<packetId>"
 POLL_FIRST_SECONDS = 0.005  # a waiting duplicate asks again after this, doubling
 POLL_MAX_SECONDS = 0.2  # ... up to this
 
@@ -81,6 +82,11 @@ def _from_store(raw: bytes) -> Response:
     return Response(raw[3:], int(raw[:3]), media_type="application/json")
 
 
+def fingerprint(app: str, server: str, body: bytes) -> bytes:
+    """What an Idempotency-Key is bound to: the app, the calling server and the exact body."""
+    return hashlib.sha256(dumps([app, server]) + body).digest()
+
+
 def _still_running() -> RttError:
     return unavailable("the first attempt of this request is still running; retry shortly")
 
@@ -117,9 +123,10 @@ async def _exactly_once(
             return int(recorded[:3]), recorded[3:]
         if state is ClaimState.OWNED:
             break
-        if state is ClaimState.CONFLICT or time.monotonic() + delay > deadline:
+        now = time.monotonic()
+        if state is ClaimState.CONFLICT or now >= deadline:
             return state
-        await asyncio.sleep(delay)
+        await asyncio.sleep(min(delay, deadline - now))
         delay = min(delay * 2, POLL_MAX_SECONDS)
     renewer = asyncio.create_task(_renew(store, app, key, fingerprint, token, hold))
     try:
@@ -142,17 +149,21 @@ async def _idempotent(
     produce: Callable[[], Awaitable[tuple[int, bytes]]],
 ) -> Response:
     """Answer every request bearing one Idempotency-Key with the first one's response.
-    `identity` is (app, server name, exact body bytes): its SHA-256 is the fingerprint."""
+    `identity` is (app, server name, exact body bytes), bound to the key by `fingerprint`."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, body = await produce()
         return Response(body, status, media_type="application/json")
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         return json_response(invalid("Idempotency-Key must be 1 to 255 characters").body(), 400)
-    app, server, raw = identity
-    fingerprint = hashlib.sha256(dumps([app, server]) + raw).digest()
+    app = identity[0]
     result = await _exactly_once(
-        node, app, "k:" + key, fingerprint, node.settings.idempotency_seconds, produce
+        node,
+        app,
+        KEY_PREFIX + key,
+        fingerprint(*identity),
+        node.settings.idempotency_seconds,
+        produce,
     )
     if result is ClaimState.CONFLICT:
         error = RttError(
