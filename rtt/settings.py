@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(30.0, gt=0, le=3600)
     s2s_session_seconds: float = Field(1200.0, gt=0)
     idempotency_seconds: float = Field(600.0, gt=0)
+    idempotency_wait_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a duplicate waits this long for the first attempt's answer, then 503",
+    )
+    idempotency_claim_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a running claim's lifetime, renewed every third of it by its holder",
+    )
     stream_max_items: int = Field(10000, gt=0)
     stream_max_seconds: float = Field(7 * 24 * 3600.0, ge=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)

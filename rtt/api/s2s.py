@@ -1,27 +1,34 @@
 """`POST /s2sdispatcher`: the brainCloud server-to-server envelope, stateless and session forms.
 
-Credentials are checked before any other field is read. Sessions remember the responses of
-their last packet, so a retried packet performs nothing twice; an `Idempotency-Key` header does
-the same for any request within `idempotency_seconds`.
+Credentials are checked before any other field is read. Exactly once, on every node: an
+`Idempotency-Key` and a session's (sessionId, packetId) are each claimed in the engine before
+anything runs (Store.claim: one atomic step shared by all nodes), and the first attempt's
+response is recorded under the claim. A duplicate, wherever it lands, answers that response and
+runs nothing; one that arrives while the first still runs waits for it (polling, at most
+`idempotency_wait_seconds`, then 503 + Retry-After). The same key with another request (app,
+server name or body bytes) answers 409 and runs nothing. A holder renews its claim while it runs;
+one whose node died frees it after `idempotency_claim_seconds`, so a retry then runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rtt.api.http import json_response, read_json
+from rtt.api.http import json_response, parse_json, read_body
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
-from rtt.engines.base import EngineUnavailable, S2SSession
+from rtt.engines.base import ClaimState, EngineUnavailable, S2SSession, Store
 from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 
@@ -31,29 +38,9 @@ MAX_IDEMPOTENCY_KEY = 255
 RETRY_AFTER_SECONDS = "1"
 
 
-class _KeyLocks:
-    """One lock per idempotency key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-_key_locks = _KeyLocks()
-_session_locks = _KeyLocks()
+KEY_PREFIX = "k:"  # Idempotency-Keys; session packets are claimed as "p:<sessionId>:<packetId>"
+POLL_FIRST_SECONDS = 0.005  # a waiting duplicate asks again after this, doubling
+POLL_MAX_SECONDS = 0.2  # ... up to this
 
 
 def _authenticate(node: Node, fields: object) -> Caller:
@@ -95,30 +82,98 @@ def _from_store(raw: bytes) -> Response:
     return Response(raw[3:], int(raw[:3]), media_type="application/json")
 
 
+def fingerprint(app: str, server: str, body: bytes) -> bytes:
+    """What an Idempotency-Key is bound to: the app, the calling server and the exact body."""
+    return hashlib.sha256(dumps([app, server]) + body).digest()
+
+
+def _still_running() -> RttError:
+    return unavailable("the first attempt of this request is still running; retry shortly")
+
+
+async def _renew(
+    store: Store, app: str, key: str, fingerprint: bytes, token: str, ttl: float
+) -> None:
+    """Keep a claim alive while its request runs, however long that takes."""
+    while True:
+        await asyncio.sleep(ttl / 3)
+        with contextlib.suppress(EngineUnavailable):  # the next round tries again
+            await store.claim(app, key, fingerprint, token, ttl)
+
+
+async def _exactly_once(
+    node: Node,
+    app: str,
+    key: str,
+    fingerprint: bytes,
+    lifetime: float,
+    produce: Callable[[], Awaitable[tuple[int, bytes]]],
+) -> tuple[int, bytes] | ClaimState:
+    """Run `produce` at most once for (app, key) across every node sharing the engine and
+    answer its (status, body), here or recorded by the first attempt (for `lifetime` seconds;
+    a status >= 500 is not recorded, so a retry runs). CONFLICT if the key is held for another
+    fingerprint, PENDING if the first attempt was still running after the wait bound."""
+    store, settings = node.engine.store, node.settings
+    token, hold = uuid.uuid4().hex, settings.idempotency_claim_seconds
+    deadline = time.monotonic() + settings.idempotency_wait_seconds
+    delay = POLL_FIRST_SECONDS
+    while True:
+        state, recorded = await store.claim(app, key, fingerprint, token, hold)
+        if state is ClaimState.DONE and recorded is not None:
+            return int(recorded[:3]), recorded[3:]
+        if state is ClaimState.OWNED:
+            break
+        now = time.monotonic()
+        if state is ClaimState.CONFLICT or now >= deadline:
+            return state
+        await asyncio.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, POLL_MAX_SECONDS)
+    renewer = asyncio.create_task(_renew(store, app, key, fingerprint, token, hold))
+    try:
+        status, body = await produce()
+    except BaseException:
+        with contextlib.suppress(EngineUnavailable):  # else it frees itself after `hold`
+            await store.settle(app, key, token, None, 0.0)
+        raise
+    finally:
+        renewer.cancel()
+    record = b"%03d" % status + body if status < 500 else None
+    await store.settle(app, key, token, record, lifetime)
+    return status, body
+
+
 async def _idempotent(
     node: Node,
     request: Request,
-    caller: Caller,
+    identity: tuple[str, str, bytes],
     produce: Callable[[], Awaitable[tuple[int, bytes]]],
 ) -> Response:
-    """Answer a retry with the first response; concurrent retries wait for the first."""
+    """Answer every request bearing one Idempotency-Key with the first one's response.
+    `identity` is (app, server name, exact body bytes), bound to the key by `fingerprint`."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, body = await produce()
         return Response(body, status, media_type="application/json")
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         return json_response(invalid("Idempotency-Key must be 1 to 255 characters").body(), 400)
-    store = node.engine.store
-    async with _key_locks.hold((caller.app_id, key)):
-        stored = await store.recall(caller.app_id, key)
-        if stored is not None:
-            return _from_store(stored)
-        status, body = await produce()
-        if status < 500:
-            await store.remember(
-                caller.app_id, key, _stored(status, body), node.settings.idempotency_seconds
-            )
-        return Response(body, status, media_type="application/json")
+    app = identity[0]
+    result = await _exactly_once(
+        node,
+        app,
+        KEY_PREFIX + key,
+        fingerprint(*identity),
+        node.settings.idempotency_seconds,
+        produce,
+    )
+    if result is ClaimState.CONFLICT:
+        error = RttError(
+            409, Reason.INVALID_REQUEST, "Idempotency-Key was used for another request"
+        )
+        return json_response(error.body(), 409)
+    if isinstance(result, ClaimState):
+        return json_response(_still_running().body(), 503)
+    status, body = result
+    return Response(body, status, media_type="application/json")
 
 
 async def s2s_dispatcher(request: Request) -> Response:
@@ -134,13 +189,14 @@ async def s2s_dispatcher(request: Request) -> Response:
 
 async def _dispatch(node: Node, request: Request) -> Response:
     try:
-        body = await read_json(request, node.settings.max_body_bytes, node.settings.max_json_depth)
+        raw = await read_body(request, node.settings.max_body_bytes)
+        body = parse_json(raw, node.settings.max_json_depth)
         if not isinstance(body, dict):
             raise invalid("body must be a JSON object")
     except RttError as e:
         return json_response(e.body(), e.status)
     if "messages" in body:
-        return await _session_form(node, request, body)
+        return await _session_packet(node, request, raw, body)
     try:
         caller = _authenticate(node, body)
     except RttError as e:
@@ -150,7 +206,7 @@ async def _dispatch(node: Node, request: Request) -> Response:
         response = await _run(node, caller, body)
         return int(response["status"]), dumps(response)
 
-    return await _idempotent(node, request, caller, produce)
+    return await _idempotent(node, request, (caller.app_id, body["serverName"], raw), produce)
 
 
 def _packet(packet_id: object, responses: list[dict[str, Any]]) -> bytes:
@@ -163,16 +219,6 @@ def _packet_error(packet_id: object, count: int, error: RttError) -> Response:
         error.status,
         media_type="application/json",
     )
-
-
-async def _session_form(node: Node, request: Request, body: dict[str, Any]) -> Response:
-    """Packets of one session run one at a time, so a retry sent while its first attempt is
-    still running waits for it and then answers the cached responses instead of running twice."""
-    session_id = body.get("sessionId")
-    if not isinstance(session_id, str):
-        return await _session_packet(node, request, body)
-    async with _session_locks.hold(("", session_id)):
-        return await _session_packet(node, request, body)
 
 
 def _is_packet_id(packet_id: object) -> TypeGuard[int]:
@@ -192,7 +238,13 @@ def _entries(messages: object) -> int:
     return 1
 
 
-async def _session_packet(node: Node, request: Request, body: dict[str, Any]) -> Response:
+async def _session_packet(
+    node: Node, request: Request, raw_body: bytes, body: dict[str, Any]
+) -> Response:
+    """One packet of a session, run at most once: its (sessionId, packetId) is claimed in the
+    engine, so a resend that lands on any node while the first attempt runs waits for it, and
+    its response is recorded whole (per-operation errors, 503 included), so a resend later
+    answers it instead of running anything again."""
     packet_id, messages = body.get("packetId"), body.get("messages")
     count = _entries(messages)
     session_id = body.get("sessionId")
@@ -224,7 +276,7 @@ async def _session_packet(node: Node, request: Request, body: dict[str, Any]) ->
         if packet_id < session.last_packet:
             return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
 
-    async def produce() -> tuple[int, bytes]:
+    async def run() -> tuple[int, bytes]:
         responses: list[dict[str, Any]] = []
         operations = messages
         if session_id is None:  # the packet opened the session: answer AUTHENTICATE first
@@ -239,14 +291,27 @@ async def _session_packet(node: Node, request: Request, body: dict[str, Any]) ->
         for message in operations:
             responses.append(await _run(node, caller, message))
         raw = _packet(packet_id, responses)
-        if any(r["status"] == 503 for r in responses):
-            return 503, raw  # not recorded as the last packet: the retry must run again
         session.last_packet, session.last_response = packet_id, raw
         session.expires_at = time.time() + node.settings.s2s_session_seconds
         await node.engine.store.save_s2s_session(session)
         return 200, raw
 
-    return await _idempotent(node, request, caller, produce)
+    async def produce() -> tuple[int, bytes]:
+        if session_id is None:  # a new session: no other attempt can name this packet
+            return await run()
+        result = await _exactly_once(
+            node,
+            session.app,
+            f"p:{session.session_id}:{packet_id}",
+            b"",  # the packetId alone names a resend (API.md §2)
+            node.settings.s2s_session_seconds,
+            run,
+        )
+        if isinstance(result, ClaimState):  # PENDING: the fingerprint never differs
+            return 503, _packet(packet_id, [_still_running().body()] * count)
+        return result
+
+    return await _idempotent(node, request, (session.app, session.server, raw_body), produce)
 
 
 async def _live_session(node: Node, session_id: object) -> S2SSession:

@@ -185,22 +185,30 @@ async def _sys_delete(node: Node, caller: Caller, message: Message) -> bool:
     return True
 
 
-@operations.add("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
-async def sys_delete_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
-    wanted = _version(data)
+async def _delete_at(node: Node, caller: Caller, msg_id: str, wanted: int) -> bool:
+    """Delete the message at version `wanted` (-1: whichever it has, re-read up to
+    LATEST_ATTEMPTS times while concurrent changes win, then 40598); False if it is gone.
+    A VersionMismatch never escapes: it would answer a plain-text 500."""
     for _ in range(LATEST_ATTEMPTS):
-        current = await _current(node, caller, msg_id, wanted)
+        current = await _one(node, caller, msg_id)
+        if current is None:
+            return False
+        if wanted != -1 and current.msg_ver != wanted:
+            raise _version_error()
         try:
-            deleted = await _sys_delete(node, caller, current)
+            return await _sys_delete(node, caller, current)
         except VersionMismatch:
             if wanted != -1:
                 raise _version_error() from None
-            continue  # -1 never goes stale: delete the version it has now
-        if not deleted:
-            raise not_found()
-        return {}
     raise _version_error()
+
+
+@operations.add("messaging", "SYS_DELETE_MESSAGE", roles=(SERVER,), feature="messaging")
+async def sys_delete_message(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
+    msg_id = fields.string(data, "msgId", max_length=fields.MAX_ID_LENGTH)
+    if not await _delete_at(node, caller, msg_id, _version(data)):
+        raise not_found()
+    return {}
 
 
 @operations.add("messaging", "SYS_DELETE_MESSAGES", roles=(SERVER,), feature="messaging")
@@ -208,15 +216,7 @@ async def sys_delete_messages(node: Node, caller: Caller, data: dict[str, Any]) 
     ids = _msg_ids(data)
     actual = 0
     for msg_id in ids:  # one at a time: a delete needs the version, not all the contents at once
-        message = await _one(node, caller, msg_id)
-        if message is None:
-            continue
-        try:
-            actual += await _sys_delete(node, caller, message)
-        except VersionMismatch:
-            # updated between our read and the delete: delete whatever version it has now
-            current = await _one(node, caller, msg_id)
-            actual += current is not None and await _sys_delete(node, caller, current)
+        actual += await _delete_at(node, caller, msg_id, -1)  # whatever version it has now
     return {"requested": len(ids), "actual": actual}
 
 

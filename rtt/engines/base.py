@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from rtt.domain.events import Event
@@ -36,6 +37,15 @@ class Fanout:
     app: str
     frame: Frame
     targets: list[tuple[str, int, bytes]]
+
+
+class ClaimState(StrEnum):
+    """What claiming a request key found (Store.claim)."""
+
+    OWNED = "owned"  # the caller holds the key: run the request, then settle it
+    PENDING = "pending"  # another attempt holds it and is still running: wait, ask again
+    DONE = "done"  # the first attempt's response is recorded: answer it, run nothing
+    CONFLICT = "conflict"  # the key is held for a request with another fingerprint
 
 
 @dataclass(slots=True)
@@ -151,10 +161,21 @@ class Store(Protocol):
 
     async def latest_seq(self, app: str, profile: str) -> int: ...
 
-    async def recall(self, app: str, key: str) -> bytes | None:
-        """The response stored for an Idempotency-Key, if still within its lifetime."""
+    async def claim(
+        self, app: str, key: str, fingerprint: bytes, token: str, ttl: float
+    ) -> tuple[ClaimState, bytes | None]:
+        """One atomic step, shared by every node: no live record for (app, key) → record it
+        as pending, held by `token` for `ttl` seconds (OWNED); held by `token` already → its
+        lifetime starts again (OWNED: this is how a long run keeps its claim); recorded with
+        another `fingerprint` → CONFLICT; settled → (DONE, the recorded response); else
+        PENDING. A holder that dies stops renewing, so its claim frees itself after `ttl`."""
 
-    async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None: ...
+    async def settle(
+        self, app: str, key: str, token: str, response: bytes | None, ttl: float
+    ) -> None:
+        """If `token` still holds the key: record `response` as its answer for `ttl` seconds,
+        or, given None, drop the claim so that a retry runs. Otherwise do nothing."""
+
     async def get_s2s_session(self, session_id: str) -> S2SSession | None: ...
     async def save_s2s_session(self, session: S2SSession) -> None: ...
 

@@ -14,7 +14,14 @@ from rtt.domain.events import Event
 from rtt.domain.messages import new_message
 from rtt.domain.paging import decode_context, page_result, parse_context
 from rtt.domain.push import PushEntry
-from rtt.engines.base import Engine, Fanout, MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.base import (
+    ClaimState,
+    Engine,
+    Fanout,
+    MessageNotFound,
+    S2SSession,
+    VersionMismatch,
+)
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.protocol import SLOT, data_fields, slotted_frame, spliced_frame, whole_frame
@@ -204,12 +211,23 @@ async def test_push_outbox_is_oldest_first_and_filterable(running):
     assert all(p.push_id for p in everything)
 
 
-async def test_idempotency_and_s2s_sessions(running):
-    """Cached responses and sessions come back as stored, and only while they live."""
+async def test_claims_and_s2s_sessions(running):
+    """A key has one holder; its recorded answer, and sessions, come back as stored."""
     store = running.store
-    assert await store.recall(APP, "k") is None
-    await store.remember(APP, "k", b"200{}", 60)
-    assert await store.recall(APP, "k") == b"200{}"
+    assert await store.claim(APP, "k", b"fp", "t1", 60) == (ClaimState.OWNED, None)
+    assert await store.claim(APP, "k", b"fp", "t2", 60) == (ClaimState.PENDING, None)
+    assert await store.claim(APP, "k", b"other", "t2", 60) == (ClaimState.CONFLICT, None)
+    assert await store.claim(APP, "k", b"fp", "t1", 60) == (ClaimState.OWNED, None)  # renewal
+    await store.settle(APP, "k", "t2", b"500{}", 60)  # not the holder: changes nothing
+    await store.settle(APP, "k", "t1", b"200{}", 60)
+    assert await store.claim(APP, "k", b"fp", "t3", 60) == (ClaimState.DONE, b"200{}")
+    assert await store.claim(APP, "k", b"other", "t3", 60) == (ClaimState.CONFLICT, None)
+    assert await store.claim(APP, "r", b"fp", "t1", 60) == (ClaimState.OWNED, None)
+    await store.settle(APP, "r", "t1", None, 60)  # released: the next attempt runs
+    assert await store.claim(APP, "r", b"fp", "t2", 60) == (ClaimState.OWNED, None)
+    assert await store.claim(APP, "x", b"fp", "t1", 0.05) == (ClaimState.OWNED, None)
+    await asyncio.sleep(0.1)  # a holder that stopped renewing frees the key
+    assert await store.claim(APP, "x", b"fp", "t2", 60) == (ClaimState.OWNED, None)
     session = S2SSession("sid", APP, "backend", time.time() + 60, 3, b'{"x":1}')
     await store.save_s2s_session(session)
     assert await store.get_s2s_session("sid") == session

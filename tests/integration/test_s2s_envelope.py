@@ -542,8 +542,9 @@ async def test_idempotency_key_replays_a_first_error_response(s2s):
     )
     assert status == 400
     assert_error(first, 400, 40358)
-    fixed = {"toProfileIds": ["p1"], "contentJson": {"a": 1}, "fromJson": SYSTEM_FROM}
-    status, again = await s2s.call("messaging", "SYS_SEND_MESSAGE", fixed, headers)
+    status, again = await s2s.call(
+        "messaging", "SYS_SEND_MESSAGE", {"toProfileIds": ["p1"], "fromJson": SYSTEM_FROM}, headers
+    )
     assert status == 400
     assert again == first
     assert await message_count(s2s) == 0
@@ -594,13 +595,17 @@ async def test_longest_idempotency_key_is_accepted(s2s):
 
 
 async def test_idempotency_key_on_a_session_packet(s2s):
-    """Pins: the header also dedupes session packets, even when resent under a new packetId."""
+    """Pins: the header also dedupes session packets; the same key on another packet (here a
+    new packetId) is another request: 409, nothing run."""
     session = await open_session(s2s)
     headers = {"Idempotency-Key": "pkt"}
     _, first = await packet(s2s, session, 1, [send_op(["p1"])], headers)
-    status, again = await packet(s2s, session, 2, [send_op(["p1"])], headers)
+    status, again = await packet(s2s, session, 1, [send_op(["p1"])], headers)
     assert status == 200
     assert again == first
+    status, other = await packet(s2s, session, 2, [send_op(["p1"])], headers)
+    assert status == 409
+    assert_error(other, 409, 40001)
     assert await message_count(s2s) == 1
 
 

@@ -17,7 +17,7 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # In every table the columns queries filter and sort on come first and the large ones last:
 # SQLite reads a row's columns in order, so reaching a column stored after a 128 KB value walks
 # that value's overflow pages (35 µs a row), and a page of a box would read every content.
@@ -58,8 +58,11 @@ CREATE TABLE IF NOT EXISTS push_outbox(
   kind TEXT NOT NULL, ref TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
   created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS push_profile ON push_outbox(app, profile, id);
+-- a claimed request key (Store.claim): pending (done = 0, response NULL) while its holder
+-- runs it, then its recorded answer; the primary key is the claim
 CREATE TABLE IF NOT EXISTS idempotency(
-  app TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL, response BLOB NOT NULL,
+  app TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL, fingerprint BLOB NOT NULL,
+  token TEXT NOT NULL, done INTEGER NOT NULL, response BLOB,
   PRIMARY KEY(app, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,

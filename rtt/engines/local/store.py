@@ -20,7 +20,7 @@ from rtt.domain.events import Event, event_bytes
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
 from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes, sort_key
 from rtt.domain.push import PushEntry, push_bytes
-from rtt.engines.base import MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.base import ClaimState, MessageNotFound, S2SSession, VersionMismatch
 from rtt.engines.local.database import Database
 from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
 from rtt.protocol import Frame, dumps, loads
@@ -600,24 +600,52 @@ class SqliteStore:
         # holds committed items only, and `latest` is safe to read while it changes)
         return self._streams.latest(app, profile)
 
-    async def recall(self, app: str, key: str) -> bytes | None:
-        def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
-                "SELECT response FROM idempotency WHERE app = ? AND key = ? AND expires_at >= ?",
-                (app, key, time.time()),
-            ).fetchone()
-            return bytes(row[0]) if row else None
-
-        return await self._db.run(read)
-
-    async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO idempotency(app, key, expires_at, response)"
-                " VALUES (?, ?, ?, ?)",
-                (app, key, time.time() + ttl, response),
+    async def claim(
+        self, app: str, key: str, fingerprint: bytes, token: str, ttl: float
+    ) -> tuple[ClaimState, bytes | None]:
+        def claim(conn: sqlite3.Connection) -> tuple[ClaimState, bytes | None]:
+            now = time.time()
+            conn.execute(
+                "DELETE FROM idempotency WHERE app = ? AND key = ? AND expires_at < ?",
+                (app, key, now),
             )
-        )
+            conn.execute(
+                "INSERT OR IGNORE INTO idempotency VALUES (?, ?, ?, ?, ?, 0, NULL)",
+                (app, key, now + ttl, fingerprint, token),
+            )
+            held, holder, done, response = conn.execute(
+                "SELECT fingerprint, token, done, response FROM idempotency"
+                " WHERE app = ? AND key = ?",
+                (app, key),
+            ).fetchone()
+            if bytes(held) != fingerprint:
+                return ClaimState.CONFLICT, None
+            if done:
+                return ClaimState.DONE, bytes(response)
+            if holder != token:
+                return ClaimState.PENDING, None
+            conn.execute(
+                "UPDATE idempotency SET expires_at = ? WHERE app = ? AND key = ?",
+                (now + ttl, app, key),
+            )
+            return ClaimState.OWNED, None
+
+        return await self._write(claim)
+
+    async def settle(
+        self, app: str, key: str, token: str, response: bytes | None, ttl: float
+    ) -> None:
+        def settle(conn: sqlite3.Connection) -> None:
+            where = " WHERE app = ? AND key = ? AND token = ? AND done = 0"
+            if response is None:
+                conn.execute("DELETE FROM idempotency" + where, (app, key, token))
+            else:
+                conn.execute(
+                    "UPDATE idempotency SET done = 1, response = ?, expires_at = ?" + where,
+                    (response, time.time() + ttl, app, key, token),
+                )
+
+        await self._write(settle)
 
     async def get_s2s_session(self, session_id: str) -> S2SSession | None:
         def read(conn: sqlite3.Connection) -> S2SSession | None:

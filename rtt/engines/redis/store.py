@@ -20,8 +20,15 @@ from rtt.domain.events import Event
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
 from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes
 from rtt.domain.push import PushEntry
-from rtt.engines.base import EngineUnavailable, MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.base import (
+    ClaimState,
+    EngineUnavailable,
+    MessageNotFound,
+    S2SSession,
+    VersionMismatch,
+)
 from rtt.engines.redis import keys, query
+from rtt.engines.redis.idempotency import RedisClaims
 from rtt.engines.redis.scripts import Scripts
 from rtt.protocol import Frame, dumps, loads
 
@@ -122,6 +129,7 @@ class RedisStore:
     def __init__(self, client: Redis, *, stream_max_items: int, stream_max_seconds: float) -> None:
         self._r = client
         self._scripts = Scripts(client)
+        self._claims = RedisClaims(client)
         self._max_items = stream_max_items
         self._frame_ttl_ms = max(1, int(stream_max_seconds * 1000))
         self._writes_seen = 0
@@ -532,13 +540,16 @@ class RedisStore:
     # --- caches ------------------------------------------------------------------------------
 
     @guarded
-    async def recall(self, app: str, key: str) -> bytes | None:
-        value = await self._r.get(keys.idempotency(app, key))
-        return bytes(value) if value is not None else None
+    async def claim(
+        self, app: str, key: str, fingerprint: bytes, token: str, ttl: float
+    ) -> tuple[ClaimState, bytes | None]:
+        return await self._claims.claim(app, key, fingerprint, token, ttl)
 
     @guarded
-    async def remember(self, app: str, key: str, response: bytes, ttl: float) -> None:
-        await self._r.set(keys.idempotency(app, key), response, px=max(1, int(ttl * 1000)))
+    async def settle(
+        self, app: str, key: str, token: str, response: bytes | None, ttl: float
+    ) -> None:
+        await self._claims.settle(app, key, token, response, ttl)
 
     @guarded
     async def get_s2s_session(self, session_id: str) -> S2SSession | None:
