@@ -500,3 +500,18 @@ async def test_replay_reads_can_be_cut_at_a_byte_budget(running):
     assert sum(len(frame) for _, frame in first) <= budget
     [(seq, _)] = await running.store.stream_since(APP, "a", 1, 100, 100)  # one, however small
     assert seq == 2
+
+
+async def test_apps_and_profiles_never_share_state_whatever_they_contain(running):
+    """Pins: Redis keys joined app and profile with `:` unescaped, so app `a` + profile `b:c`
+    and app `a:b` + profile `c` shared one seq, stream and box."""
+    store = running.store
+    message = new_message(SYSTEM, ["b:c"], b"{}", 1)
+    frame = whole_frame("messaging", "INCOMING", {})
+    assert await store.append_message("a", message, ["b:c"], None, frame, [b""], []) == [1]
+    other = new_message(SYSTEM, ["c"], b"{}", 1)
+    assert await store.append_message("a:b", other, ["c"], None, frame, [b""], []) == [1]
+    assert (await store.counts("a:b", "c"))["inbox"]["total"] == 1
+    assert (await store.counts("a", "b:c"))["inbox"]["total"] == 1
+    for app, profile in (("a", "b}:c"), ("a:b}", "c"), ("a", "b:c}:seq")):
+        assert await store.latest_seq(app, profile) == 0

@@ -181,12 +181,13 @@ class RedisStore:
         ]
         if sent_by is not None:
             script_keys.append(keys.box(app, sent_by))
+        for p in inbox:
+            script_keys += (keys.seq(app, p), keys.stream(app, p), keys.box(app, p))
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            keys.profile_prefix(app), dumps(inbox), _strings(mids), len(pushes),
-            *_push_args(pushes),
+            dumps(inbox), _strings(mids), len(pushes), *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_message(keys=script_keys, args=args)
         self._saw(int(result[0]))
@@ -203,13 +204,19 @@ class RedisStore:
     ) -> list[int]:
         fid = uuid.uuid4().hex
         script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
+        for e in events:
+            p = e.to_id
+            script_keys += (
+                keys.seq(app, p), keys.stream(app, p), keys.events(app, p),
+                keys.event_order(app, p),
+            )  # fmt: skip
         recipients = [
-            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at)
+            (e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at)
             for e, mid in zip(events, mids, strict=True)
         ]
         args: list[Any] = [
             fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
-            keys.profile_prefix(app), dumps(recipients), len(pushes), *_push_args(pushes),
+            dumps(recipients), len(pushes), *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_events(keys=script_keys, args=args)
         self._saw(int(result[0]))
