@@ -13,6 +13,9 @@ EPOCH = "rtt:epoch"
 WRITES = "rtt:writes"
 FANOUT_CHANNEL = "rtt:fanout"
 NODES = "rtt:nodes"
+OUTBOXES = "rtt:outboxes"  # set of every outbox stream's key: what the sweep trims
+PUSH_DROPPED = "rtt:push_dropped"  # hash: outbox key → entries retention dropped
+EVENT_APPS = "rtt:event_apps"  # set of the app ids that have stored events
 
 
 def _app(app: str) -> str:
@@ -45,6 +48,22 @@ def event_order(app: str, profile_id: str) -> str:
     """Sorted set of the profile's event ids scored by createdAt (ties in evId order): events
     are read oldest first a reply at a time, without reading the ones not returned."""
     return profile(app, profile_id) + ":evorder"
+
+
+def event_ages(app: str) -> str:
+    """Sorted set of the app's events (`event_member`) by createdAt: what the sweep expires."""
+    return f"rtt:{_app(app)}:evages"
+
+
+def event_member(profile_id: str, ev_id: str) -> str:
+    """One event of `event_ages`: the length prefix splits profile from evId."""
+    return f"{len(profile_id)}:{profile_id}{ev_id}"
+
+
+def split_event_member(member: str) -> tuple[str, str]:
+    """`event_member`'s (profile, evId)."""
+    size, _, rest = member.partition(":")
+    return rest[: int(size)], rest[int(size) :]
 
 
 def message(app: str, msg_id: str) -> str:

@@ -1,24 +1,30 @@
 -- Store one event per recipient, a stream item each and push entries, atomically.
 -- KEYS[1] frame hash  KEYS[2] push outbox stream  KEYS[3] writes counter
+-- KEYS[4] the set of every outbox (keys.OUTBOXES)  KEYS[5] the set of apps with events
+-- KEYS[6] the app's event ages zset (keys.event_ages)
 -- then per recipient (n of them, aligned with ARGV[6]): seq counter, stream zset, events hash,
 -- event order zset
 -- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
 -- ARGV[5] max stream items
--- ARGV[6] json array of [ev_id, mid, event json, created_at], one per recipient
--- ARGV[7] n pushes  ARGV[8 ..] 7 per push: profile, kind, ref, title, body, data, created_at
+-- ARGV[6] json array of [ev_id, mid, event json, created_at, event ages member], one per
+-- recipient  ARGV[7] n pushes  ARGV[8 ..] 7 per push: profile, kind, ref, title, body, data,
+-- created_at  ARGV[8 + 7 * n pushes] the app id
 -- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
 local pushes = tonumber(ARGV[7])
 local recipients = cjson.decode(ARGV[6])
 local n = #recipients
-if #KEYS ~= 3 + 4 * n or #ARGV ~= 7 + 7 * pushes then
+if #KEYS ~= 6 + 4 * n or #ARGV ~= 8 + 7 * pushes then
   return redis.error_reply("ERR append_events: argument count")
 end
 need(KEYS[1], "hash")
 need(KEYS[2], "stream")
 need_counter(KEYS[3])
+need(KEYS[4], "set")
+need(KEYS[5], "set")
+need(KEYS[6], "zset")
 for i = 1, n do
-  local k = 3 + 4 * (i - 1)
+  local k = 6 + 4 * (i - 1)
   need_counter(KEYS[k + 1])
   need(KEYS[k + 2], "zset")
   need(KEYS[k + 3], "hash")
@@ -30,17 +36,22 @@ redis.call("HSET", KEYS[1], "head", ARGV[2], "tail", ARGV[3])
 redis.call("PEXPIRE", KEYS[1], ARGV[4])
 local result = {0}
 for i = 1, n do
-  local r, k = recipients[i], 3 + 4 * (i - 1)
+  local r, k = recipients[i], 6 + 4 * (i - 1)
   local seq = redis.call("INCR", KEYS[k + 1])
   redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. r[2])
   redis.call("ZREMRANGEBYRANK", KEYS[k + 2], 0, -(max_items + 1))
   redis.call("HSET", KEYS[k + 3], r[1], r[3])
   redis.call("ZADD", KEYS[k + 4], r[4], r[1])
+  redis.call("ZADD", KEYS[6], r[4], r[5])
   result[i + 1] = seq
+end
+if n > 0 then
+  redis.call("SADD", KEYS[5], ARGV[#ARGV])
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[2], "rtt-push", "0", "MKSTREAM")
+  redis.call("SADD", KEYS[4], KEYS[2])
 end
 local p = 7
 for i = 0, pushes - 1 do

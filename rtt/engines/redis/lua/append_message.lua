@@ -1,7 +1,8 @@
 -- Store one message, its box entries, a stream item per recipient and push entries, atomically.
 -- KEYS[1] message hash      KEYS[2] holders set     KEYS[3] app message index (zset by msgCr)
 -- KEYS[4] frame hash        KEYS[5] push outbox stream   KEYS[6] writes counter
--- KEYS[7] (when ARGV[12] == "1") the sender's box hash
+-- KEYS[7] the set of every outbox (keys.OUTBOXES)
+-- KEYS[8] (when ARGV[12] == "1") the sender's box hash
 -- then per recipient (n of them, aligned with ARGV[15]): seq counter, stream zset, box hash
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
@@ -15,7 +16,7 @@ local pushes = tonumber(ARGV[17])
 local has_sender = ARGV[12] == "1"
 local profiles, mids = cjson.decode(ARGV[15]), cjson.decode(ARGV[16])
 local n = #profiles
-local base = 6 + (has_sender and 1 or 0)
+local base = 7 + (has_sender and 1 or 0)
 if #KEYS ~= base + 3 * n or #ARGV ~= 17 + 7 * pushes or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
@@ -27,8 +28,9 @@ need(KEYS[3], "zset")
 need(KEYS[4], "hash")
 need(KEYS[5], "stream")
 need_counter(KEYS[6])
+need(KEYS[7], "set")
 if has_sender then
-  need(KEYS[7], "hash")
+  need(KEYS[8], "hash")
 end
 for i = 1, n do
   local k = base + 3 * (i - 1)
@@ -58,12 +60,13 @@ for i = 1, n do
   result[i + 1] = seq
 end
 if has_sender then
-  redis.call("HSET", KEYS[7], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
+  redis.call("HSET", KEYS[8], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
+  redis.call("SADD", KEYS[7], KEYS[5])
 end
 local p = 17
 for i = 0, pushes - 1 do
