@@ -20,7 +20,7 @@ from rtt.api.s2s import s2s_dispatcher
 from rtt.core import events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
-from rtt.engines.base import Engine
+from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.http_protocol import HttpLimits, http_protocol
@@ -34,11 +34,15 @@ log = logging.getLogger("rtt")
 
 def build_engine(settings: Settings) -> Engine:
     """The engine named by the settings."""
+    retention = Retention(
+        settings.event_max_seconds, settings.outbox_max_entries, settings.outbox_max_seconds
+    )
     if settings.engine == "local":
         return local_engine(
             settings.database,
             stream_max_items=settings.stream_max_items,
             stream_max_seconds=settings.stream_max_seconds,
+            retention=retention,
         )
     return redis_engine(
         settings.redis_url,
@@ -48,6 +52,7 @@ def build_engine(settings: Settings) -> Engine:
         stream_max_items=settings.stream_max_items,
         stream_max_seconds=settings.stream_max_seconds,
         pool_size=settings.redis_pool_size,
+        retention=retention,
     )
 
 

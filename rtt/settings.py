@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     stream_max_items: int = Field(10000, gt=0)
     stream_max_seconds: float = Field(7 * 24 * 3600.0, ge=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)
+    event_max_seconds: float = Field(
+        30 * 24 * 3600.0, gt=0, description="the sweep deletes events older than this"
+    )
+    outbox_max_entries: int = Field(
+        100_000, gt=0, description="push entries kept per app; the sweep drops the oldest"
+    )
+    outbox_max_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="the sweep drops push entries older than this"
+    )
     redis_timeout_seconds: float = Field(2.0, gt=0, le=60)
     probe_interval_seconds: float = Field(1.0, gt=0, le=60)
     presence_ttl_seconds: float = Field(10.0, gt=0)

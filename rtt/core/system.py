@@ -29,7 +29,8 @@ async def sys_get_online(node: Node, caller: Caller, data: dict[str, Any]) -> di
 @operations.add("push", "SYS_GET_PENDING", roles=(SERVER,))
 async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     """The push outbox oldest first: at most `limit` entries, cut at reply_max_bytes. A reply
-    with more after it says `moreAfter: true` and carries the `context` that continues it."""
+    with more after it says `moreAfter: true` and carries the `context` that continues it.
+    `dropped` counts the app's entries retention removed undelivered (RTT_OUTBOX_MAX_*)."""
     profile = data.get("profileId")
     if profile is not None:
         profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
@@ -43,7 +44,8 @@ async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> d
         caller.app_id, profile, limit, after, node.settings.reply_max_bytes
     )
     context = encode_after("push", [entries[-1].push_id]) if entries else None
-    return cut_short({"items": [e.item() for e in entries]}, more, context)
+    dropped = await node.engine.outbox.dropped(caller.app_id)
+    return cut_short({"items": [e.item() for e in entries], "dropped": dropped}, more, context)
 
 
 @operations.add(

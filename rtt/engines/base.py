@@ -18,6 +18,19 @@ from rtt.domain.push import PushEntry
 from rtt.protocol import Frame
 
 
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long events and push entries are kept; the engines' sweep applies it. Past a bound
+    the oldest go first, and the push entries dropped are counted (`PushOutbox.dropped`)."""
+
+    event_max_seconds: float = 30 * 24 * 3600.0
+    outbox_max_entries: int = 100_000  # per app
+    outbox_max_seconds: float = 7 * 24 * 3600.0
+
+
+DEFAULT_RETENTION = Retention()
+
+
 class VersionMismatch(Exception):
     """The message changed since the caller read its version (40598)."""
 
@@ -75,7 +88,8 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def sweep(self) -> None:
-        """Drop stream items and caches past their retention; safe to call at any time."""
+        """Drop stream items, caches, events and push entries past their retention
+        (`Retention`); safe to call at any time."""
 
     async def append_message(
         self,
@@ -188,6 +202,9 @@ class PushOutbox(Protocol):
     ) -> tuple[list[PushEntry], bool]:
         """Oldest first, after the entry with pushId `after` if given: at most `limit`, cut at
         `max_bytes` (at least one); True if more follow."""
+
+    async def dropped(self, app: str) -> int:
+        """How many of the app's entries retention has dropped undelivered, ever."""
 
 
 class Broker(Protocol):

@@ -15,10 +15,12 @@ from rtt.domain.messages import new_message
 from rtt.domain.paging import decode_context, page_result, parse_context
 from rtt.domain.push import PushEntry
 from rtt.engines.base import (
+    DEFAULT_RETENTION,
     ClaimState,
     Engine,
     Fanout,
     MessageNotFound,
+    Retention,
     S2SSession,
     VersionMismatch,
 )
@@ -42,9 +44,18 @@ class Running:
         self.gaps += 1
 
 
-def _build(kind: str, tmp_path: Path, redis_url: str, max_items: int) -> Engine:
+def _build(
+    kind: str,
+    tmp_path: Path,
+    redis_url: str,
+    max_items: int,
+    retention: Retention = DEFAULT_RETENTION,
+) -> Engine:
     if kind == "local":
-        return local_engine(tmp_path / "c.db", stream_max_items=max_items, stream_max_seconds=3600)
+        return local_engine(
+            tmp_path / "c.db", stream_max_items=max_items, stream_max_seconds=3600,
+            retention=retention,
+        )  # fmt: skip
     return redis_engine(
         redis_url,
         timeout=2.0,
@@ -52,6 +63,7 @@ def _build(kind: str, tmp_path: Path, redis_url: str, max_items: int) -> Engine:
         presence_ttl=1.0,
         stream_max_items=max_items,
         stream_max_seconds=3600,
+        retention=retention,
     )
 
 
@@ -76,7 +88,9 @@ async def _send(r: Running, to: list[str], text: str = "hi", sent_by: str | None
     sender = SYSTEM if sent_by is None else {"id": sent_by, "name": sent_by}
     message = new_message(sender, to, orjson.dumps({"text": text}), int(time.time() * 1000))
     frame = whole_frame("messaging", "INCOMING", {"msgId": message.msg_id})
-    pushes = [PushEntry(p, "message", message.msg_id, "Admin", text, b"{}", 1) for p in to]
+    pushes = [
+        PushEntry(p, "message", message.msg_id, "Admin", text, b"{}", message.msg_cr) for p in to
+    ]
     seqs = await r.store.append_message(APP, message, to, sent_by, frame, [b""] * len(to), pushes)
     return message, frame, seqs
 
@@ -518,3 +532,69 @@ async def test_replay_reads_can_be_cut_at_a_byte_budget(running):
     assert sum(len(frame) for _, frame in first) <= budget
     [(seq, _)] = await running.store.stream_since(APP, "a", 1, 100, 100)  # one, however small
     assert seq == 2
+
+
+async def test_apps_and_profiles_never_share_state_whatever_they_contain(running):
+    """Pins: Redis keys joined app and profile with `:` unescaped, so app `a` + profile `b:c`
+    and app `a:b` + profile `c` shared one seq, stream and box."""
+    store = running.store
+    message = new_message(SYSTEM, ["b:c"], b"{}", 1)
+    frame = whole_frame("messaging", "INCOMING", {})
+    assert await store.append_message("a", message, ["b:c"], None, frame, [b""], []) == [1]
+    other = new_message(SYSTEM, ["c"], b"{}", 1)
+    assert await store.append_message("a:b", other, ["c"], None, frame, [b""], []) == [1]
+    assert (await store.counts("a:b", "c"))["inbox"]["total"] == 1
+    assert (await store.counts("a", "b:c"))["inbox"]["total"] == 1
+    for app, profile in (("a", "b}:c"), ("a:b}", "c"), ("a", "b:c}:seq")):
+        assert await store.latest_seq(app, profile) == 0
+
+
+@pytest.fixture(params=["local", "redis"])
+async def retained(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
+    """An engine keeping events 5 s and at most 3 push entries per app, each 0.5 s."""
+    retention = Retention(event_max_seconds=5, outbox_max_entries=3, outbox_max_seconds=0.5)
+    engine = _build(request.param, tmp_path, clean_redis, max_items=100, retention=retention)
+    state = Running(engine)
+    await engine.start(state.fanouts.append, state.on_gap)
+    try:
+        yield state
+    finally:
+        await engine.close()
+
+
+async def test_the_sweep_deletes_events_past_their_age(retained):
+    """Pins: events never expired: GET_EVENTS returned every event ever sent to a profile."""
+    now = int(time.time() * 1000)
+    events = [
+        Event("old", "t", None, "a", now - 10_000, b"{}"),
+        Event("old", "t", None, "b:c", now - 6_000, b"{}"),
+        Event("new", "t", None, "c", now, b"{}"),
+    ]
+    frame = spliced_frame("event", "GET_EVENTS", {"eventType": "t"})
+    mids = [data_fields({"evId": e.ev_id}) for e in events]
+    await retained.store.append_events(APP, events, frame, mids, [])
+    await retained.store.sweep()
+    kept, _ = await retained.store.get_events(APP, "c", None, BUDGET)
+    assert [e.ev_id for e in kept] == ["new"]
+    for gone in ("a", "b:c"):
+        assert (await retained.store.get_events(APP, gone, None, BUDGET))[0] == []
+    assert await retained.store.delete_events(APP, "c", ["new"]) == 1
+
+
+async def test_the_sweep_bounds_the_push_outbox_and_counts_what_it_drops(retained):
+    """Pins: the push outbox only grew (nothing trims it on either engine): past the app's
+    bound the oldest entries go first, and each one dropped is counted."""
+    outbox = retained.engine.outbox
+    for text in ("1", "2", "3", "4", "5"):
+        await _send(retained, ["a"], text=text)
+    await retained.store.sweep()
+    kept, _ = await outbox.pending(APP, None, 10, None, BUDGET)
+    assert [p.body for p in kept] == ["3", "4", "5"]
+    assert await outbox.dropped(APP) == 2
+    await asyncio.sleep(0.6)  # now all three are past their age
+    await _send(retained, ["a"], text="6")
+    await retained.store.sweep()
+    kept, _ = await outbox.pending(APP, None, 10, None, BUDGET)
+    assert [p.body for p in kept] == ["6"]
+    assert await outbox.dropped(APP) == 5
+    assert await outbox.dropped("another") == 0

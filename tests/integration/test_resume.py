@@ -492,3 +492,20 @@ async def test_pending_is_oldest_first_across_profiles(server, s2s):
     ]
     limited = (await s2s.ok("push", "SYS_GET_PENDING", {"limit": 2}))["items"]
     assert limited == everything[:2]
+
+
+async def test_pending_says_how_many_entries_retention_dropped(tmp_path: Path):
+    """Pins: the push outbox grew without bound; now the sweep keeps RTT_OUTBOX_MAX_ENTRIES
+    per app, oldest dropped first, and SYS_GET_PENDING counts what was dropped."""
+    async with running(settings_for(tmp_path, outbox_max_entries=2)) as server:
+        s2s = S2S(server)
+        try:
+            sent = [await s2s.send(["a"]) for _ in range(5)]
+            reply = await s2s.ok("push", "SYS_GET_PENDING", {"limit": 10})
+            assert (len(reply["items"]), reply["dropped"]) == (5, 0)
+            await server.node.engine.store.sweep()
+            reply = await s2s.ok("push", "SYS_GET_PENDING", {"limit": 10})
+            assert [e["ref"] for e in reply["items"]] == sent[3:]
+            assert reply["dropped"] == 3
+        finally:
+            await s2s.close()

@@ -6,6 +6,8 @@ connections stay open: to the node it looks exactly like a silent network path);
 releases them. Other connections (commands, publishes) keep flowing throughout.
 `cut_on(marker)` instead closes, both ways, any connection the moment it carries `marker`
 (e.g. b"PUBLISH"), so that one command fails with a dropped connection while others succeed.
+`hold_next()` holds the next command sent on any connection until `release()`: that command
+reaches Redis after whatever others send meanwhile on other connections.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class TcpProxy:
         self._thawed = asyncio.Event()
         self._thawed.set()
         self._cut_marker: bytes | None = None
+        self._hold_armed = False
+        self.holding = asyncio.Event()  # set once hold_next() has caught a command
+        self._released = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -58,6 +63,16 @@ class TcpProxy:
         """Drop any connection whose client→server bytes contain `marker` (None: stop)."""
         self._cut_marker = marker
 
+    def hold_next(self) -> None:
+        """Hold the next client→server bytes of any connection until `release()`."""
+        self.holding.clear()
+        self._released.clear()
+        self._hold_armed = True
+
+    def release(self) -> None:
+        """Let the held command through."""
+        self._released.set()
+
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
@@ -65,6 +80,7 @@ class TcpProxy:
 
     async def close(self) -> None:
         self._thawed.set()
+        self._released.set()
         if self._server is not None:
             self._server.close()
         tasks = [t for link in list(self._links) for t in link.tasks]
@@ -116,6 +132,10 @@ class TcpProxy:
                     break
                 while link.pubsub and not self._thawed.is_set():
                     await self._thawed.wait()
+                if to_server and self._hold_armed and not link.pubsub:
+                    self._hold_armed = False
+                    self.holding.set()
+                    await self._released.wait()
                 writer.write(data)
                 await writer.drain()
         except Exception:  # a reset or a write to a closed transport: the link is over

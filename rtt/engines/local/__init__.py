@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtt.engines.base import Engine
+from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.local.broker import LocalBroker
 from rtt.engines.local.presence import LocalPresence
 from rtt.engines.local.store import SqliteStore
 
 
-def local_engine(database: Path, *, stream_max_items: int, stream_max_seconds: float) -> Engine:
+def local_engine(
+    database: Path,
+    *,
+    stream_max_items: int,
+    stream_max_seconds: float,
+    retention: Retention = DEFAULT_RETENTION,
+) -> Engine:
     store = SqliteStore(
-        database, stream_max_items=stream_max_items, stream_max_seconds=stream_max_seconds
+        database,
+        stream_max_items=stream_max_items,
+        stream_max_seconds=stream_max_seconds,
+        retention=retention,
     )
     return Engine(store=store, outbox=store, broker=LocalBroker(), presence=LocalPresence())

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS events(
   from_id TEXT, created_at INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY(app, profile, ev_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_order ON events(app, profile, created_at, ev_id);
+CREATE INDEX IF NOT EXISTS events_age ON events(created_at);
 -- one row per pushed frame: its targets, their seqs (packed int64) and per-target parts;
 -- the sweep drops a frame once no profile's retained stream uses it
 CREATE TABLE IF NOT EXISTS frames(
@@ -58,6 +59,9 @@ CREATE TABLE IF NOT EXISTS push_outbox(
   kind TEXT NOT NULL, ref TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
   created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS push_profile ON push_outbox(app, profile, id);
+-- push entries retention dropped undelivered, per app (PushOutbox.dropped)
+CREATE TABLE IF NOT EXISTS push_dropped(app TEXT PRIMARY KEY, count INTEGER NOT NULL)
+  WITHOUT ROWID;
 -- a claimed request key (Store.claim): pending (done = 0, response NULL) while its holder
 -- runs it, then its recorded answer; the primary key is the claim
 CREATE TABLE IF NOT EXISTS idempotency(

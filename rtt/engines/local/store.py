@@ -20,7 +20,14 @@ from rtt.domain.events import Event, event_bytes
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
 from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes, sort_key
 from rtt.domain.push import PushEntry, push_bytes
-from rtt.engines.base import ClaimState, MessageNotFound, S2SSession, VersionMismatch
+from rtt.engines.base import (
+    DEFAULT_RETENTION,
+    ClaimState,
+    MessageNotFound,
+    Retention,
+    S2SSession,
+    VersionMismatch,
+)
 from rtt.engines.local.database import Database
 from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
 from rtt.protocol import Frame, dumps, loads
@@ -131,8 +138,16 @@ def _order(query: Query, tiebreak: str) -> str:
 class SqliteStore:
     """Store + PushOutbox on one SQLite file (see engines/base.py for the guarantees)."""
 
-    def __init__(self, path: Path, *, stream_max_items: int, stream_max_seconds: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        stream_max_items: int,
+        stream_max_seconds: float,
+        retention: Retention = DEFAULT_RETENTION,
+    ) -> None:
         self._db = Database(path)
+        self._retention = retention
         self._boxes = Boxes()
         self._streams = Streams()
         self._staged: list[Callable[[], object]] = []  # index changes waiting for the commit
@@ -291,6 +306,7 @@ class SqliteStore:
             )
             conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM s2s_sessions WHERE expires_at < ?", (now,))
+            _retain(conn, self._retention, now)
 
         await self._write(sweep)
 
@@ -700,6 +716,45 @@ class SqliteStore:
             return entries, len(rows) > len(chosen)
 
         return await self._db.run(read)
+
+    async def dropped(self, app: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT count FROM push_dropped WHERE app = ?", (app,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._db.run(read)
+
+
+def _retain(conn: sqlite3.Connection, retention: Retention, now: float) -> None:
+    """Delete events past their age, and drop push entries past their age or their app's
+    count, oldest first, counting what each app lost (createdAt is in ms)."""
+    conn.execute(
+        "DELETE FROM events WHERE created_at < ?",
+        (int((now - retention.event_max_seconds) * 1000),),
+    )
+    old = int((now - retention.outbox_max_seconds) * 1000)
+    lost = dict(
+        conn.execute(
+            "SELECT app, count(*) FROM push_outbox WHERE created_at < ? GROUP BY app", (old,)
+        ).fetchall()
+    )
+    conn.execute("DELETE FROM push_outbox WHERE created_at < ?", (old,))
+    over = conn.execute(
+        "SELECT app, count(*) - ? FROM push_outbox GROUP BY app HAVING count(*) > ?",
+        (retention.outbox_max_entries, retention.outbox_max_entries),
+    ).fetchall()
+    for app, extra in over:
+        conn.execute(
+            "DELETE FROM push_outbox WHERE id IN"
+            " (SELECT id FROM push_outbox WHERE app = ? ORDER BY id LIMIT ?)",
+            (app, extra),
+        )
+        lost[app] = lost.get(app, 0) + extra
+    conn.executemany(
+        "INSERT INTO push_dropped VALUES (?, ?)"
+        " ON CONFLICT(app) DO UPDATE SET count = count + excluded.count",
+        list(lost.items()),
+    )
 
 
 def _sys_page(

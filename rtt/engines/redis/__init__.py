@@ -9,7 +9,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rtt.engines.base import Engine
+from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.store import RedisStore
@@ -55,6 +55,7 @@ def redis_engine(
     stream_max_items: int,
     stream_max_seconds: float,
     pool_size: int = 64,
+    retention: Retention = DEFAULT_RETENTION,
 ) -> Engine:
     """The engine's roles on one Redis, each with its own pool of at most `pool_size`
     connections (RTT_REDIS_POOL_SIZE)."""
@@ -66,6 +67,7 @@ def redis_engine(
         client(),
         stream_max_items=stream_max_items,
         stream_max_seconds=stream_max_seconds,
+        retention=retention,
     )
     return Engine(
         store=store,

@@ -86,8 +86,10 @@ class RedisBroker:
         )
 
     async def close(self) -> None:
+        """Stop listening and close the client's pool, so no connection of ours stays open."""
         if self._task is not None:
             await stop_task(self._task)
+        await self._r.aclose()
 
     async def _run(self) -> None:
         first = True

@@ -1,5 +1,10 @@
 """Key names. A profile's keys share the hash tag `{p:<app>:<profile>}` and a message's keys
 `{m:<app>:<msgId>}`, so each can be moved to one Redis Cluster slot when sends are split per slot.
+
+Every name is injective in its parts: an app id is written length-prefixed (`<len>:<app>`), so
+app `a` + profile `b:c` and app `a:b` + profile `c` never share a key; what follows the app is
+either one free-form part ended by a fixed suffix (a suffix never holds `}`, so the last `}:`
+splits a profile from its suffix) or a part that ends the name. Lengths count characters.
 """
 
 from __future__ import annotations
@@ -8,17 +13,18 @@ EPOCH = "rtt:epoch"
 WRITES = "rtt:writes"
 FANOUT_CHANNEL = "rtt:fanout"
 NODES = "rtt:nodes"
+OUTBOXES = "rtt:outboxes"  # set of every outbox stream's key: what the sweep trims
+PUSH_DROPPED = "rtt:push_dropped"  # hash: outbox key → entries retention dropped
+EVENT_APPS = "rtt:event_apps"  # set of the app ids that have stored events
 
 
-def profile_prefix(app: str) -> str:
-    """What every profile key of `app` starts with; the append scripts derive a recipient's
-    keys from it as `prefix .. profile .. "}:seq"` (and `:stream`, `:box`, `:events`,
-    `:evorder`)."""
-    return f"{{p:{app}:"
+def _app(app: str) -> str:
+    """The app id, length-prefixed so the parts after it cannot shift into it."""
+    return f"{len(app)}:{app}"
 
 
 def profile(app: str, profile_id: str) -> str:
-    return f"{profile_prefix(app)}{profile_id}}}"
+    return f"{{p:{_app(app)}:{profile_id}}}"
 
 
 def seq(app: str, profile_id: str) -> str:
@@ -44,8 +50,24 @@ def event_order(app: str, profile_id: str) -> str:
     return profile(app, profile_id) + ":evorder"
 
 
+def event_ages(app: str) -> str:
+    """Sorted set of the app's events (`event_member`) by createdAt: what the sweep expires."""
+    return f"rtt:{_app(app)}:evages"
+
+
+def event_member(profile_id: str, ev_id: str) -> str:
+    """One event of `event_ages`: the length prefix splits profile from evId."""
+    return f"{len(profile_id)}:{profile_id}{ev_id}"
+
+
+def split_event_member(member: str) -> tuple[str, str]:
+    """`event_member`'s (profile, evId)."""
+    size, _, rest = member.partition(":")
+    return rest[: int(size)], rest[int(size) :]
+
+
 def message(app: str, msg_id: str) -> str:
-    return f"{{m:{app}:{msg_id}}}"
+    return f"{{m:{_app(app)}:{msg_id}}}"
 
 
 def holders(app: str, msg_id: str) -> str:
@@ -54,11 +76,11 @@ def holders(app: str, msg_id: str) -> str:
 
 
 def message_index(app: str) -> str:
-    return f"rtt:{app}:messages"
+    return f"rtt:{_app(app)}:messages"
 
 
 def frame(app: str, frame_id: str) -> str:
-    return f"rtt:{app}:frame:{frame_id}"
+    return f"rtt:{_app(app)}:frame:{frame_id}"
 
 
 PUSH_GROUP = "rtt-push"  # the consumer group the Lua scripts create with each outbox stream
@@ -66,11 +88,11 @@ PUSH_GROUP = "rtt-push"  # the consumer group the Lua scripts create with each o
 
 def outbox(app: str) -> str:
     """Stream of push entries, created with consumer group PUSH_GROUP for the dispatchers."""
-    return f"rtt:{app}:push"
+    return f"rtt:{_app(app)}:push"
 
 
 def idempotency(app: str, key: str) -> str:
-    return f"rtt:{app}:idem:{key}"
+    return f"rtt:{_app(app)}:idem:{key}"
 
 
 def s2s_session(session_id: str) -> str:
@@ -82,5 +104,10 @@ def node_alive(node_id: str) -> str:
 
 
 def node_profiles(node_id: str) -> str:
-    """Set of `<app>\0<profileId>` with a live session on that node."""
+    """Set of `<len>:<app><profileId>` (`presence_member`) with a live session on that node."""
     return f"rtt:node:{node_id}:profiles"
+
+
+def presence_member(app: str, profile_id: str) -> str:
+    """One (app, profile) as a member of `node_profiles`: the length prefix splits it."""
+    return f"{_app(app)}{profile_id}"

@@ -1,8 +1,13 @@
-"""Redis presence: each node keeps the set of profiles it has sessions for, plus a liveness key
+"""Redis presence: each node keeps a count per profile it has sessions for, plus a liveness key
 with a TTL. A node that dies stops refreshing its key, so every profile it alone held is offline
 within the TTL, with no cleanup needed from anyone.
 
-`online()` asks each live node's set at once (SMISMEMBER), so its cost grows with the number of
+A count goes up on a profile's first session on this node and down on its last, by increments
+that commute (lua/presence.lua): join and leave go out on different pooled connections, and
+whichever order Redis runs them in, a leave never undoes a later join. A write that failed may
+or may not have landed, so after one the next refresh rewrites the node's counts from its own.
+
+`online()` asks each live node's counts at once (HMGET), so its cost grows with the number of
 nodes, not with the number of recipients.
 """
 
@@ -17,14 +22,11 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from rtt.engines.redis import keys
+from rtt.engines.redis.scripts import script
 from rtt.engines.redis.store import guarded
 from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt.presence")
-
-
-def _member(app: str, profile: str) -> str:
-    return f"{app}\x00{profile}"
 
 
 class RedisPresence:
@@ -34,6 +36,8 @@ class RedisPresence:
         self._ttl_ms = max(100, int(ttl * 1000))
         self._local: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task[None] | None = None
+        self._count = script(client, "presence")
+        self._dirty = False  # a count write failed: Redis may disagree with _local
 
     async def start(self) -> None:
         await self._refresh()
@@ -48,16 +52,23 @@ class RedisPresence:
                 pipe.srem(keys.NODES, self.node_id)
                 await pipe.execute()
         self._local.clear()
+        await self._r.aclose()
 
     async def _refresh(self) -> None:
-        """Renew this node's key; if it had vanished (Redis lost it), re-announce every profile."""
+        """Renew this node's key; if it had vanished (Redis lost it) or a count write failed,
+        rewrite every count from this node's own."""
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.set(keys.node_alive(self.node_id), 1, px=self._ttl_ms, get=True)
             pipe.sadd(keys.NODES, self.node_id)
             previous, _ = await pipe.execute()
-        if previous is None and self._local:
-            members = [_member(a, p) for a, p in self._local]
-            await self._r.sadd(keys.node_profiles(self.node_id), *members)
+        if previous is None or self._dirty:
+            self._dirty = False
+            counts = {keys.presence_member(a, p): 1 for a, p in self._local}
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.node_profiles(self.node_id))
+                if counts:
+                    pipe.hset(keys.node_profiles(self.node_id), mapping=counts)
+                await pipe.execute()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -67,12 +78,22 @@ class RedisPresence:
             except (redis.exceptions.RedisError, OSError) as e:
                 log.warning("presence refresh failed: %s", e)
 
+    async def _add(self, app: str, profile: str, delta: int) -> None:
+        try:
+            await self._count(
+                keys=[keys.node_profiles(self.node_id)],
+                args=[keys.presence_member(app, profile), delta],
+            )
+        except (redis.exceptions.RedisError, OSError):
+            self._dirty = True
+            raise
+
     @guarded
     async def join(self, app: str, profile: str) -> None:
         key = (app, profile)
         self._local[key] += 1
         if self._local[key] == 1:
-            await self._r.sadd(keys.node_profiles(self.node_id), _member(app, profile))
+            await self._add(app, profile, 1)
 
     async def leave(self, app: str, profile: str) -> None:
         key = (app, profile)
@@ -80,7 +101,7 @@ class RedisPresence:
         if self._local[key] <= 0:
             del self._local[key]
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self._r.srem(keys.node_profiles(self.node_id), _member(app, profile))
+                await self._add(app, profile, -1)
 
     @guarded
     async def online(self, app: str, profiles: list[str]) -> set[str]:
@@ -90,17 +111,17 @@ class RedisPresence:
         alive_flags = await self._r.mget([keys.node_alive(n) for n in nodes])
         alive = [n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None]
         dead = [n for n in nodes if n not in alive]
-        members = [_member(app, p) for p in profiles]
+        members = [keys.presence_member(app, p) for p in profiles]
         async with self._r.pipeline(transaction=False) as pipe:
             for node in alive:
-                pipe.smismember(keys.node_profiles(node), members)
+                pipe.hmget(keys.node_profiles(node), members)
             if dead:  # a crashed node's leftovers: forget them
                 pipe.srem(keys.NODES, *dead)
                 pipe.delete(*(keys.node_profiles(n) for n in dead))
             answers = await pipe.execute()
         return {
             p
-            for flags in answers[: len(alive)]
-            for p, on in zip(profiles, flags, strict=True)
-            if on
+            for counts in answers[: len(alive)]
+            for p, count in zip(profiles, counts, strict=True)
+            if count is not None and int(count) > 0
         }

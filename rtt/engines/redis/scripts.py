@@ -1,4 +1,5 @@
-"""The Lua scripts, loaded from `lua/*.lua` next to this file and registered once per client."""
+"""The Lua scripts, loaded from `lua/*.lua` next to this file and registered once per client,
+each behind the checks of `lua/_checks.lua` (a script validates every key before it writes)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,19 @@ from redis.commands.core import AsyncScript
 LUA = Path(__file__).with_name("lua")
 
 
+def script(client: Redis, name: str) -> AsyncScript:
+    """`lua/<name>.lua` registered on `client`, called with keys and args, run by EVALSHA."""
+    checks = (LUA / "_checks.lua").read_text()
+    return client.register_script(checks + (LUA / f"{name}.lua").read_text())
+
+
 class Scripts:
-    """One registered script per `.lua` file; called with keys and args, run by EVALSHA."""
+    """The store's scripts, one per `.lua` file."""
 
     def __init__(self, client: Redis) -> None:
-        self.append_message = self._load(client, "append_message")
-        self.append_events = self._load(client, "append_events")
-        self.change_message = self._load(client, "change_message")
-        self.box_entries = self._load(client, "box_entries")
-        self.message_meta = self._load(client, "message_meta")
-        self.epoch = self._load(client, "epoch")
-
-    @staticmethod
-    def _load(client: Redis, name: str) -> AsyncScript:
-        return client.register_script((LUA / f"{name}.lua").read_text())
+        self.append_message = script(client, "append_message")
+        self.append_events = script(client, "append_events")
+        self.change_message = script(client, "change_message")
+        self.box_entries = script(client, "box_entries")
+        self.message_meta = script(client, "message_meta")
+        self.epoch = script(client, "epoch")

@@ -21,9 +21,11 @@ from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
 from rtt.domain.paging import Query, TopRows, fetch_for, fitting, item_bytes
 from rtt.domain.push import PushEntry
 from rtt.engines.base import (
+    DEFAULT_RETENTION,
     ClaimState,
     EngineUnavailable,
     MessageNotFound,
+    Retention,
     S2SSession,
     VersionMismatch,
 )
@@ -126,8 +128,16 @@ def _change_error(error: redis.exceptions.ResponseError) -> Exception:
 class RedisStore:
     """Store + PushOutbox on Redis (see engines/base.py for the guarantees)."""
 
-    def __init__(self, client: Redis, *, stream_max_items: int, stream_max_seconds: float) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        stream_max_items: int,
+        stream_max_seconds: float,
+        retention: Retention = DEFAULT_RETENTION,
+    ) -> None:
         self._r = client
+        self._retention = retention
         self._scripts = Scripts(client)
         self._claims = RedisClaims(client)
         self._max_items = stream_max_items
@@ -162,8 +172,38 @@ class RedisStore:
     async def ping(self) -> None:
         await self._r.ping()
 
+    @guarded
     async def sweep(self) -> None:
-        """Nothing to do: frames, caches and sessions expire by themselves (TTL)."""
+        """Frames, caches and sessions expire by themselves (TTL); events and push entries past
+        their retention are removed here, a batch at a time."""
+        now = time.time()
+        cutoff = int((now - self._retention.event_max_seconds) * 1000)
+        for app in await self._r.smembers(keys.EVENT_APPS):
+            await self._expire_events(app.decode(), cutoff)
+        oldest = f"{int((now - self._retention.outbox_max_seconds) * 1000)}-0"
+        for outbox in await self._r.smembers(keys.OUTBOXES):
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.xtrim(outbox, minid=oldest, approximate=False)
+                pipe.xtrim(outbox, maxlen=self._retention.outbox_max_entries, approximate=False)
+                old, over = await pipe.execute()
+            if old + over:
+                await self._r.hincrby(keys.PUSH_DROPPED, outbox.decode(), old + over)
+
+    async def _expire_events(self, app: str, cutoff: int) -> None:
+        """Delete the app's events created before `cutoff` (ms), SCAN_COUNT at a time."""
+        while True:
+            members = await self._r.zrangebyscore(
+                keys.event_ages(app), "-inf", f"({cutoff}", start=0, num=SCAN_COUNT
+            )
+            if not members:
+                return
+            async with self._r.pipeline(transaction=True) as pipe:
+                for member in members:
+                    profile, ev_id = keys.split_event_member(member.decode())
+                    pipe.hdel(keys.events(app, profile), ev_id)
+                    pipe.zrem(keys.event_order(app, profile), ev_id)
+                pipe.zrem(keys.event_ages(app), *members)
+                await pipe.execute()
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -186,15 +226,17 @@ class RedisStore:
             keys.frame(app, fid),
             keys.outbox(app),
             keys.WRITES,
+            keys.OUTBOXES,
         ]
         if sent_by is not None:
             script_keys.append(keys.box(app, sent_by))
+        for p in inbox:
+            script_keys += (keys.seq(app, p), keys.stream(app, p), keys.box(app, p))
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            keys.profile_prefix(app), dumps(inbox), _strings(mids), len(pushes),
-            *_push_args(pushes),
+            dumps(inbox), _strings(mids), len(pushes), *_push_args(pushes),
         ]  # fmt: skip
         result = await self._scripts.append_message(keys=script_keys, args=args)
         self._saw(int(result[0]))
@@ -210,14 +252,26 @@ class RedisStore:
         pushes: list[PushEntry],
     ) -> list[int]:
         fid = uuid.uuid4().hex
-        script_keys = [keys.frame(app, fid), keys.outbox(app), keys.WRITES]
+        script_keys = [
+            keys.frame(app, fid), keys.outbox(app), keys.WRITES, keys.OUTBOXES, keys.EVENT_APPS,
+            keys.event_ages(app),
+        ]  # fmt: skip
+        for e in events:
+            p = e.to_id
+            script_keys += (
+                keys.seq(app, p), keys.stream(app, p), keys.events(app, p),
+                keys.event_order(app, p),
+            )  # fmt: skip
         recipients = [
-            (e.to_id, e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at)
+            (
+                e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at,
+                keys.event_member(e.to_id, e.ev_id),
+            )
             for e, mid in zip(events, mids, strict=True)
-        ]
+        ]  # fmt: skip
         args: list[Any] = [
             fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
-            keys.profile_prefix(app), dumps(recipients), len(pushes), *_push_args(pushes),
+            dumps(recipients), len(pushes), *_push_args(pushes), app,
         ]  # fmt: skip
         result = await self._scripts.append_events(keys=script_keys, args=args)
         self._saw(int(result[0]))
@@ -486,7 +540,8 @@ class RedisStore:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.events(app, profile), *ev_ids)
             pipe.zrem(keys.event_order(app, profile), *ev_ids)
-            deleted, _ = await pipe.execute()
+            pipe.zrem(keys.event_ages(app), *(keys.event_member(profile, e) for e in ev_ids))
+            deleted, _, _ = await pipe.execute()
         return int(deleted)
 
     # --- stream ------------------------------------------------------------------------------
@@ -596,3 +651,7 @@ class RedisStore:
             if len(batch) < PUSH_CHUNK:
                 return out, False
             start = "(" + batch[-1][0].decode()
+
+    @guarded
+    async def dropped(self, app: str) -> int:
+        return int(await self._r.hget(keys.PUSH_DROPPED, keys.outbox(app)) or 0)

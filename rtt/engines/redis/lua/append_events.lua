@@ -1,38 +1,59 @@
 -- Store one event per recipient, a stream item each and push entries, atomically.
 -- KEYS[1] frame hash  KEYS[2] push outbox stream  KEYS[3] writes counter
+-- KEYS[4] the set of every outbox (keys.OUTBOXES)  KEYS[5] the set of apps with events
+-- KEYS[6] the app's event ages zset (keys.event_ages)
+-- then per recipient (n of them, aligned with ARGV[6]): seq counter, stream zset, events hash,
+-- event order zset
 -- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
--- ARGV[5] max stream items  ARGV[6] profile key prefix (keys.py)
--- ARGV[7] json array of [profile, ev_id, mid, event json, created_at], one per recipient
--- ARGV[8] n pushes  ARGV[9 ..] 7 per push: profile, kind, ref, title, body, data, created_at
--- Each recipient's keys are derived here, as in append_message.lua.
+-- ARGV[5] max stream items
+-- ARGV[6] json array of [ev_id, mid, event json, created_at, event ages member], one per
+-- recipient  ARGV[7] n pushes  ARGV[8 ..] 7 per push: profile, kind, ref, title, body, data,
+-- created_at  ARGV[8 + 7 * n pushes] the app id
+-- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
-local pushes = tonumber(ARGV[8])
-local recipients = cjson.decode(ARGV[7])
+local pushes = tonumber(ARGV[7])
+local recipients = cjson.decode(ARGV[6])
 local n = #recipients
-if #KEYS ~= 3 or #ARGV ~= 8 + 7 * pushes then
+if #KEYS ~= 6 + 4 * n or #ARGV ~= 8 + 7 * pushes then
   return redis.error_reply("ERR append_events: argument count")
+end
+need(KEYS[1], "hash")
+need(KEYS[2], "stream")
+need_counter(KEYS[3])
+need(KEYS[4], "set")
+need(KEYS[5], "set")
+need(KEYS[6], "zset")
+for i = 1, n do
+  local k = 6 + 4 * (i - 1)
+  need_counter(KEYS[k + 1])
+  need(KEYS[k + 2], "zset")
+  need(KEYS[k + 3], "hash")
+  need(KEYS[k + 4], "zset")
 end
 
 local fid, max_items = ARGV[1], tonumber(ARGV[5])
 redis.call("HSET", KEYS[1], "head", ARGV[2], "tail", ARGV[3])
 redis.call("PEXPIRE", KEYS[1], ARGV[4])
 local result = {0}
-local prefix = ARGV[6]
 for i = 1, n do
-  local r = recipients[i]
-  local key = prefix .. r[1] .. "}"
-  local seq = redis.call("INCR", key .. ":seq")
-  redis.call("ZADD", key .. ":stream", seq, seq .. ":" .. fid .. ":" .. r[3])
-  redis.call("ZREMRANGEBYRANK", key .. ":stream", 0, -(max_items + 1))
-  redis.call("HSET", key .. ":events", r[2], r[4])
-  redis.call("ZADD", key .. ":evorder", r[5], r[2])
+  local r, k = recipients[i], 6 + 4 * (i - 1)
+  local seq = redis.call("INCR", KEYS[k + 1])
+  redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. r[2])
+  redis.call("ZREMRANGEBYRANK", KEYS[k + 2], 0, -(max_items + 1))
+  redis.call("HSET", KEYS[k + 3], r[1], r[3])
+  redis.call("ZADD", KEYS[k + 4], r[4], r[1])
+  redis.call("ZADD", KEYS[6], r[4], r[5])
   result[i + 1] = seq
+end
+if n > 0 then
+  redis.call("SADD", KEYS[5], ARGV[#ARGV])
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[2], "rtt-push", "0", "MKSTREAM")
+  redis.call("SADD", KEYS[4], KEYS[2])
 end
-local p = 8
+local p = 7
 for i = 0, pushes - 1 do
   local o = p + 7 * i
   redis.call("XADD", KEYS[2], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],

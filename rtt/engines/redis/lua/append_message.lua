@@ -1,25 +1,42 @@
 -- Store one message, its box entries, a stream item per recipient and push entries, atomically.
 -- KEYS[1] message hash      KEYS[2] holders set     KEYS[3] app message index (zset by msgCr)
 -- KEYS[4] frame hash        KEYS[5] push outbox stream   KEYS[6] writes counter
--- KEYS[7] (when ARGV[12] == "1") the sender's box hash
+-- KEYS[7] the set of every outbox (keys.OUTBOXES)
+-- KEYS[8] (when ARGV[12] == "1") the sender's box hash
+-- then per recipient (n of them, aligned with ARGV[15]): seq counter, stream zset, box hash
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
--- ARGV[13] sender profile  ARGV[14] max stream items  ARGV[15] profile key prefix (keys.py)
--- ARGV[16] recipients (json array)  ARGV[17] their mids, aligned (json array of strings)
--- ARGV[18] n pushes  ARGV[19 ..] 7 per push: profile, kind, ref, title, body, data, created_at
--- Each recipient's keys are derived here (prefix .. profile .. "}:seq" etc., as keys.py names
--- them): a send is a handful of arguments, not five per recipient.
+-- ARGV[13] sender profile  ARGV[14] max stream items
+-- ARGV[15] recipients (json array)  ARGV[16] their mids, aligned (json array of strings)
+-- ARGV[17] n pushes  ARGV[18 ..] 7 per push: profile, kind, ref, title, body, data, created_at
+-- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
-local pushes = tonumber(ARGV[18])
+local pushes = tonumber(ARGV[17])
 local has_sender = ARGV[12] == "1"
-local profiles, mids = cjson.decode(ARGV[16]), cjson.decode(ARGV[17])
+local profiles, mids = cjson.decode(ARGV[15]), cjson.decode(ARGV[16])
 local n = #profiles
-if #KEYS ~= 6 + (has_sender and 1 or 0) or #ARGV ~= 18 + 7 * pushes or #mids ~= n then
+local base = 7 + (has_sender and 1 or 0)
+if #KEYS ~= base + 3 * n or #ARGV ~= 17 + 7 * pushes or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return redis.error_reply("ERR append_message: message exists")
+end
+need(KEYS[2], "set")
+need(KEYS[3], "zset")
+need(KEYS[4], "hash")
+need(KEYS[5], "stream")
+need_counter(KEYS[6])
+need(KEYS[7], "set")
+if has_sender then
+  need(KEYS[8], "hash")
+end
+for i = 1, n do
+  local k = base + 3 * (i - 1)
+  need_counter(KEYS[k + 1])
+  need(KEYS[k + 2], "zset")
+  need(KEYS[k + 3], "hash")
 end
 
 local msg_id, cr, fid = ARGV[1], ARGV[5], ARGV[8]
@@ -33,25 +50,25 @@ redis.call("PEXPIRE", KEYS[4], ARGV[11])
 local max_items = tonumber(ARGV[14])
 local entry = "[0," .. cr .. "," .. cr .. ",1]"
 local result = {0}
-local prefix = ARGV[15]
 for i = 1, n do
-  local key = prefix .. profiles[i] .. "}"
-  local seq = redis.call("INCR", key .. ":seq")
-  redis.call("ZADD", key .. ":stream", seq, seq .. ":" .. fid .. ":" .. mids[i])
-  redis.call("ZREMRANGEBYRANK", key .. ":stream", 0, -(max_items + 1))
-  redis.call("HSET", key .. ":box", "inbox:" .. msg_id, entry)
+  local k = base + 3 * (i - 1)
+  local seq = redis.call("INCR", KEYS[k + 1])
+  redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. mids[i])
+  redis.call("ZREMRANGEBYRANK", KEYS[k + 2], 0, -(max_items + 1))
+  redis.call("HSET", KEYS[k + 3], "inbox:" .. msg_id, entry)
   redis.call("SADD", KEYS[2], "inbox|" .. profiles[i])
   result[i + 1] = seq
 end
 if has_sender then
-  redis.call("HSET", KEYS[7], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
+  redis.call("HSET", KEYS[8], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
 if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
+  redis.call("SADD", KEYS[7], KEYS[5])
 end
-local p = 18
+local p = 17
 for i = 0, pushes - 1 do
   local o = p + 7 * i
   redis.call("XADD", KEYS[5], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],

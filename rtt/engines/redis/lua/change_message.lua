@@ -6,11 +6,14 @@
 -- ARGV[5] now  ARGV[6] frame id  ARGV[7] frame head  ARGV[8] frame tail  ARGV[9] frame ttl (ms)
 -- ARGV[10] max stream items  ARGV[11] n holders  ARGV[12 ..] holder profile ids (sorted)
 -- Returns {writes, seq_1 .. seq_n}, or an error reply NOTFOUND / VERSION / RETRY (the holders
--- changed since the caller read them: read again and retry).
+-- changed since the caller read them: read again and retry). Every key is checked before the
+-- first write (_checks.lua).
 local n = tonumber(ARGV[11])
 if #KEYS ~= 5 + 3 * n or #ARGV ~= 11 + n then
   return redis.error_reply("ERR change_message: argument count")
 end
+need(KEYS[1], "hash")
+need(KEYS[2], "set")
 local version = redis.call("HGET", KEYS[1], "msg_ver")
 if not version then
   return redis.error_reply("NOTFOUND")
@@ -33,6 +36,15 @@ for i = 1, n do
   if not seen[ARGV[11 + i]] then
     return redis.error_reply("RETRY")
   end
+end
+need(KEYS[3], "zset")
+need(KEYS[4], "hash")
+need_counter(KEYS[5])
+for i = 1, n do
+  local base = 5 + 3 * (i - 1)
+  need_counter(KEYS[base + 1])
+  need(KEYS[base + 2], "zset")
+  need(KEYS[base + 3], "hash")
 end
 
 local msg_id, fid, max_items = ARGV[2], ARGV[6], tonumber(ARGV[10])
