@@ -111,7 +111,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
     """How every rtt node runs under uvicorn (`rtt serve` and the tests alike): HTTP on
     Starlette behind a protocol with deadlines and a connection ceiling, WebSocket upgrades to
-    rtt's own WebSocket protocol. `log_options` are uvicorn's log_config and log_level."""
+    rtt's own WebSocket protocol. `log_options` are uvicorn's log_config and log_level.
+
+    On SIGTERM uvicorn stops accepting, asks every connection to shut down (sockets get
+    DISCONNECT and 1012, idle HTTP connections close, a request in progress finishes and gets
+    its answer), waits up to RTT_SHUTDOWN_SECONDS for them, then runs the lifespan's end."""
     limits = HttpLimits(
         max_connections=settings.max_connections,
         header_timeout=settings.http_header_timeout_seconds,
@@ -127,6 +131,7 @@ def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
         ws=WebSocketProtocol,
         # typed int by uvicorn, but it is only ever handed to call_later (seconds, a float)
         timeout_keep_alive=settings.http_keepalive_seconds,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.shutdown_seconds,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         **log_options,

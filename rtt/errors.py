@@ -47,6 +47,7 @@ class Reason(IntEnum):
     SYSTEM_CHANNEL_READ_ONLY = 40640
     RATE_LIMITED = 40650
     ENGINE_UNAVAILABLE = 50301
+    SERVER_RESTARTING = 50302  # DISCONNECT before 1012: the node is stopping, reconnect
 
 
 def invalid(message: str) -> RttError:

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     close_timeout_seconds: float = Field(
         3.0, gt=0, le=60, description="how long a closing socket waits for the peer's close"
     )
+    shutdown_seconds: float = Field(
+        10.0, gt=0, le=600, description="on SIGTERM, how long in-flight requests may finish"
+    )
     max_connections: int = Field(
         10000, ge=1, description="open HTTP and WebSocket connections per node; more get 503"
     )

@@ -190,6 +190,16 @@ class RttSocket:
         if self._session is not None:
             self._gateway.spawn(self._leave(self._session, self._work))
 
+    def going_away(self) -> None:
+        """The node is stopping: tell the client to reconnect (elsewhere or once it is back)
+        and resume with `since`; the gateway then closes with 1012."""
+        disconnect = unsequenced(
+            "rtt",
+            "DISCONNECT",
+            {"reason": "server restarting; reconnect", "reasonCode": Reason.SERVER_RESTARTING},
+        )
+        self._gateway.write(text_frame(disconnect))
+
     # --- messages ----------------------------------------------------------------------------
 
     def _handle(self, payload: bytes, text: bool) -> Work | None:

@@ -5,9 +5,18 @@
 3. publish one Fanout: the frame encoded once, plus (profile, seq) per recipient.
 The caller is acknowledged only after step 2, so an acknowledged item survives a crash; the
 broker is a doorbell, and any frame it loses is healed from the store by seq.
+
+The per-recipient work around a send (who is offline, push entries, per-recipient parts) is
+done in slices of SLICE recipients with the event loop served in between, so a 100 000-recipient
+send does not hold up every other socket; a send of at most SLICE recipients (the common one)
+is done in one piece, with no await added.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import orjson
 
@@ -28,12 +37,29 @@ from rtt.protocol import (
 )
 from rtt.settings import AppConfig
 
+SLICE = 4096  # recipients prepared per turn of the event loop (about a millisecond's work)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def _sliced(items: Sequence[T], make: Callable[[Sequence[T]], list[R]]) -> list[R]:
+    """`make(items)`, computed SLICE items at a time with the loop served in between."""
+    if len(items) <= SLICE:
+        return make(items)
+    out: list[R] = []
+    for start in range(0, len(items), SLICE):
+        if start:
+            await asyncio.sleep(0)
+        out += make(items[start : start + SLICE])
+    return out
+
 
 async def _offline(node: Node, app_id: str, app: AppConfig, profiles: list[str]) -> list[str]:
     if not app.features.push:
         return []
     online = await node.engine.presence.online(app_id, profiles)
-    return [p for p in profiles if p not in online]
+    return await _sliced(profiles, lambda some: [p for p in some if p not in online])
 
 
 async def deliver_message(
@@ -45,13 +71,16 @@ async def deliver_message(
     if offline:  # the content is parsed again only when a notification needs its text
         title, body = message.sender.get("name") or "", preview(loads(message.content))
         data = orjson.dumps({"msgId": message.msg_id})
-        pushes = [
-            PushEntry(p, "message", message.msg_id, title, body, data, message.sent_at)
-            for p in offline
-        ]
+        msg_id, sent_at = message.msg_id, message.sent_at
+        pushes = await _sliced(
+            offline,
+            lambda some: [
+                PushEntry(p, "message", msg_id, title, body, data, sent_at) for p in some
+            ],
+        )
     if message.from_id is None:  # each recipient's `to` is itself alone
         frame = slotted_frame("messaging", "INCOMING", fresh_inbox_entry(message, SLOT).item())
-        mids = [dumps(p) for p in inbox]
+        mids = await _sliced(inbox, lambda some: [dumps(p) for p in some])
     else:
         frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
         mids = [b""] * len(inbox)
@@ -68,10 +97,11 @@ async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[E
     first = events[0]
     offline = await _offline(node, app_id, app, [e.to_id for e in events])
     ev_id_of = {e.to_id: e.ev_id for e in events}
-    pushes = [
-        PushEntry(p, "event", ev_id_of[p], first.event_type, "", first.data, first.created_at)
-        for p in offline
-    ]
+    kind, data, created_at = first.event_type, first.data, first.created_at
+    pushes = await _sliced(
+        offline,
+        lambda some: [PushEntry(p, "event", ev_id_of[p], kind, "", data, created_at) for p in some],
+    )
     frame = spliced_frame(
         "event",
         "GET_EVENTS",
@@ -82,7 +112,9 @@ async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[E
             "eventData": orjson.Fragment(first.data),
         },
     )
-    mids = [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in events]
+    mids = await _sliced(
+        events, lambda some: [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in some]
+    )
     seqs = await node.engine.store.append_events(app_id, events, frame, mids, pushes)
     await node.engine.broker.publish(
         Fanout(

@@ -2,27 +2,69 @@
 
 A fan-out renders each recipient's frame once (however many devices it has online) and hands
 it to its sessions without awaiting anything, so one send costs the hub no task per recipient.
+A large fan-out is handed out in slices of SLICE targets, one slice per turn of the event loop,
+so a 100 000-recipient send does not hold every other socket up for its whole length.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections import deque
 
 from rtt.engines.base import Fanout, Presence
 from rtt.realtime.session import Session
 from rtt.websocket.frames import text_frame
 
+# targets per turn of the event loop: a slice of mostly offline targets costs well under a ms;
+# a fan-out of at most this many (the common send) is handed out at once, with no callback
+SLICE = 2048
+
 
 class Hub:
-    """Sessions by (app, profile); presence is told when a profile comes and goes."""
+    """Sessions by (app, profile); presence is told when a profile comes and goes.
+
+    Fan-outs are handed out in arrival order: while any is still being sliced, the next ones
+    wait behind it in `_queue` (a fan-out and the index of its next target), so a later send
+    never overtakes an earlier one's frames to the same profile.
+    """
 
     def __init__(self, presence: Presence) -> None:
         self._presence = presence
         self._sessions: dict[tuple[str, str], set[Session]] = {}
+        self._queue: deque[tuple[Fanout, int]] = deque()
 
     def dispatch(self, fanout: Fanout) -> None:
         """Broker handler: push each target's frame to its sessions on this node."""
+        if self._queue:
+            self._queue.append((fanout, 0))
+            return
+        targets = fanout.targets
+        if len(targets) <= SLICE:
+            self._push(fanout, targets)
+            return
+        self._push(fanout, targets[:SLICE])
+        self._queue.append((fanout, SLICE))
+        asyncio.get_running_loop().call_soon(self._next_slice)
+
+    def _next_slice(self) -> None:
+        """One slice of the oldest fan-out waiting; the rest at the next turn of the loop."""
+        queue = self._queue
+        if not queue:
+            return
+        fanout, start = queue[0]
+        end = start + SLICE
+        self._push(fanout, fanout.targets[start:end])
+        if end < len(fanout.targets):
+            queue[0] = (fanout, end)
+        else:
+            queue.popleft()
+        if queue:
+            asyncio.get_running_loop().call_soon(self._next_slice)
+
+    def _push(self, fanout: Fanout, targets: list[tuple[str, int, bytes]]) -> None:
         sessions_of = self._sessions.get
         app, frame = fanout.app, fanout.frame
-        for profile, seq, mid in fanout.targets:
+        for profile, seq, mid in targets:
             sessions = sessions_of((app, profile))
             if sessions:
                 data = text_frame(frame.render(seq, mid))
@@ -51,7 +93,9 @@ class Hub:
                 session.heal()
 
     def resync_all(self) -> None:
-        """The store lost data: every session starts over from the current position."""
+        """The store lost data: every session starts over from the current position, and
+        fan-outs still waiting (numbered in the lost data set) are dropped."""
+        self._queue.clear()
         for sessions in self._sessions.values():
             for session in sessions:
                 session.resync()

@@ -44,6 +44,11 @@ class Handler(Protocol):
         """The connection is closing or gone: nothing more will be received."""
         ...
 
+    def going_away(self) -> None:
+        """The server is stopping: the handler may write its last frames (say why) before the
+        connection closes with 1012."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -175,8 +180,13 @@ class WebSocketProtocol(asyncio.Protocol):
     # --- uvicorn -----------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """uvicorn is stopping: close with 1012 and don't wait for the peer's answer."""
+        """uvicorn is stopping (it no longer accepts connections): let the handler say why,
+        close with 1012 and don't wait for the peer's answer. The bytes already written still
+        go out before the TCP close; a peer that does not read them is cut after the
+        endpoint's `close_timeout`."""
         if self._state == _OPEN:
+            if self._handler is not None:
+                self._handler.going_away()
             self.close(CloseCode.SERVICE_RESTART, "server restarting")
         self._transport.close()
 

@@ -81,6 +81,9 @@ class Recorder:
     def closed(self) -> None:
         pass
 
+    def going_away(self) -> None:
+        pass
+
 
 async def _rtt(stream: bytes, max_size: int) -> Verdict:
     recorder = Recorder()
