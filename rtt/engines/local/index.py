@@ -132,14 +132,23 @@ class Streams:
             return None
         return after + 1, stream.refs[start : start + limit].tolist()
 
-    def trim(self, max_items: int, first_young_frame: int) -> tuple[list[int], list[Key]]:
-        """Drop items beyond `max_items` per profile and items of frames older than
-        `first_young_frame`, always keeping each profile's newest (its latest seq). Returns
-        the frame ids no item uses any more, and the profiles whose `kept_from` moved."""
+    def profiles(self) -> list[Key]:
+        """Every profile with a stream: what a sweep trims, a slice at a time."""
+        return [(app, profile) for app, streams in self._of.items() for profile in streams]
+
+    def trim(
+        self, profiles: Iterable[Key], max_items: int, first_young_frame: int
+    ) -> tuple[list[int], list[Key]]:
+        """Drop items of these profiles beyond `max_items` per profile and items of frames
+        older than `first_young_frame`, always keeping each profile's newest (its latest seq).
+        Returns the frame ids no item uses any more, and the profiles whose `kept_from`
+        moved."""
         freed: list[int] = []
         moved: list[Key] = []
-        for app, streams in self._of.items():
-            for profile, stream in streams.items():
+        for app, profile in profiles:
+            streams = self._of.get(app, {})
+            stream = streams.get(profile)
+            if stream is not None:
                 refs = stream.refs
                 drop = max(0, len(refs) - max_items)
                 while drop < len(refs) - 1 and refs[drop] >> POSITION_BITS < first_young_frame:

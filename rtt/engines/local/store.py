@@ -29,12 +29,13 @@ from rtt.engines.base import (
     VersionMismatch,
 )
 from rtt.engines.local.database import Database
-from rtt.engines.local.index import Boxes, Streams, entry_key, split_ref
+from rtt.engines.local.index import Boxes, Key, Streams, entry_key, split_ref
 from rtt.protocol import Frame, dumps, loads
 
 T = TypeVar("T")
 
 BOX_CHUNK = 256  # box entries one job on the database thread looks at (under a millisecond)
+SWEEP_SLICE = 512  # profiles' streams one sweep job trims (about a millisecond)
 
 _MESSAGE_COLUMNS = (
     "m.msg_id, m.sender, m.recipients, m.sent_at, m.content, m.msg_cr, m.msg_up, m.msg_ver,"
@@ -290,25 +291,38 @@ class SqliteStore:
         await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def sweep(self) -> None:
+        """Trim the streams SWEEP_SLICE profiles per job, then expire the rest in one: sends
+        run on the database thread between the jobs, so none waits behind a whole sweep."""
         max_items, cutoff, now = self._max_items, time.time() - self._max_seconds, time.time()
 
-        def sweep(conn: sqlite3.Connection) -> None:
+        def start(conn: sqlite3.Connection) -> tuple[int, list[Key]]:
             # frame ids grow with time: everything before the first young frame is too old
             young = conn.execute(
                 "SELECT id FROM frames WHERE created_at >= ? ORDER BY id LIMIT 1", (cutoff,)
             ).fetchone()
-            freed, moved = self._streams.trim(max_items, young[0] if young else 1 << 62)
-            conn.executemany("DELETE FROM frames WHERE id = ?", [(f,) for f in freed])
-            kept_from = self._streams.kept_from
-            conn.executemany(
-                "INSERT OR REPLACE INTO stream_starts VALUES (?, ?, ?)",
-                [(app, profile, kept_from[app, profile]) for app, profile in moved],
-            )
+            return (young[0] if young else 1 << 62), self._streams.profiles()
+
+        young, profiles = await self._db.run(start)
+        for i in range(0, len(profiles), SWEEP_SLICE):
+            part = profiles[i : i + SWEEP_SLICE]
+
+            def trim(conn: sqlite3.Connection, part: list[Key] = part) -> None:
+                freed, moved = self._streams.trim(part, max_items, young)
+                conn.executemany("DELETE FROM frames WHERE id = ?", [(f,) for f in freed])
+                kept_from = self._streams.kept_from
+                conn.executemany(
+                    "INSERT OR REPLACE INTO stream_starts VALUES (?, ?, ?)",
+                    [(app, profile, kept_from[app, profile]) for app, profile in moved],
+                )
+
+            await self._write(trim)
+
+        def expire(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM s2s_sessions WHERE expires_at < ?", (now,))
             _retain(conn, self._retention, now)
 
-        await self._write(sweep)
+        await self._write(expire)
 
     async def append_message(
         self,

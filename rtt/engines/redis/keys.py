@@ -76,7 +76,26 @@ def holders(app: str, msg_id: str) -> str:
 
 
 def message_index(app: str) -> str:
+    """Sorted set of the app's message ids scored by msgCr (ties in msgId order)."""
     return f"rtt:{_app(app)}:messages"
+
+
+ORDERS = (("msgCr", 1), ("msgCr", -1), ("msgUp", 1), ("msgUp", -1))
+"""The orders the Sys view reads through an index: each a sorted set of the app's message ids,
+scored by the field (negated for -1), so its ascending order, ties in msgId order, is exactly
+the query's order (sort_key, then msgId)."""
+
+
+def message_order(app: str, field: str, direction: int) -> str:
+    """The index of one of ORDERS (msgCr ascending is `message_index`)."""
+    if (field, direction) == ("msgCr", 1):
+        return message_index(app)
+    return f"rtt:{_app(app)}:messages:{field}:{'desc' if direction < 0 else 'asc'}"
+
+
+def message_orders(app: str) -> list[str]:
+    """Every index of ORDERS, in that order: the keys the send, update, delete scripts keep."""
+    return [message_order(app, field, direction) for field, direction in ORDERS]
 
 
 def frame(app: str, frame_id: str) -> str:

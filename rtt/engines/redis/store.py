@@ -222,7 +222,7 @@ class RedisStore:
         script_keys = [
             keys.message(app, m.msg_id),
             keys.holders(app, m.msg_id),
-            keys.message_index(app),
+            *keys.message_orders(app),
             keys.frame(app, fid),
             keys.outbox(app),
             keys.WRITES,
@@ -295,7 +295,7 @@ class RedisStore:
             script_keys = [
                 keys.message(app, msg_id),
                 keys.holders(app, msg_id),
-                keys.message_index(app),
+                *keys.message_orders(app),
                 keys.frame(app, fid),
                 keys.WRITES,
             ]
@@ -442,32 +442,64 @@ class RedisStore:
             rows.append(query.Row(msg_id, box, values, size, state))
         return rows
 
-    async def _candidates(
-        self, app: str, profile: str | None
+    async def _box_candidates(
+        self, app: str, profile: str
     ) -> AsyncIterator[dict[tuple[str, str], Any]]:
-        """The profile's box entries ((box, msg_id) → state), or the app's messages (("",
-        msg_id) → None), a SCAN step at a time (a SCAN returns an entry at least once)."""
+        """The profile's box entries ((box, msg_id) → state), a SCAN step at a time (a SCAN
+        returns an entry at least once)."""
         cursor: int | None = None
         while cursor != 0:
-            if profile is None:
-                cursor, members = await self._r.zscan(
-                    keys.message_index(app), cursor or 0, count=SCAN_COUNT
-                )
-                yield {("", m.decode()): None for m, _ in members}
-            else:
-                cursor, fields = await self._r.hscan(
-                    keys.box(app, profile), cursor or 0, count=SCAN_COUNT
-                )
-                yield {_box_field(f): loads(v) for f, v in fields.items()}
+            cursor, fields = await self._r.hscan(
+                keys.box(app, profile), cursor or 0, count=SCAN_COUNT
+            )
+            yield {_box_field(f): loads(v) for f, v in fields.items()}
+
+    async def _sys_window(self, app: str, q: Query) -> tuple[int, list[query.Row]]:
+        """The count and window of a Sys query, read through the app's message index (see
+        query.py: O(page + log n) when the index answers every criterion, else at most
+        SYS_SCAN_MAX entries examined)."""
+        plan = query.plan(q)
+        index = keys.message_order(app, plan.sort_field, plan.direction)
+        low, high = plan.bounds()
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.zcount(index, "-inf", f"({low}")  # the rank of the range's first entry
+            pipe.zcount(index, low, high)
+            first, in_range = await pipe.execute()
+        if plan.exact:
+            end = min(q.start + q.limit, in_range)  # a ZRANGE to -1 would mean "to the last"
+            ids = (
+                await self._r.zrange(index, first + q.start, first + end - 1)
+                if end > q.start
+                else []
+            )
+            states = {("", i.decode()): None for i in ids}
+            return in_range, await self._rows(app, None, states, with_to=False)
+        with_to = any(f.field == "message.to" for f in plan.rest)
+        top: TopRows[query.Row] = TopRows(q, lambda row: query.order(q, row))
+        examined = 0
+        while examined < min(in_range, query.SYS_SCAN_MAX):
+            step = min(META_CHUNK, in_range - examined, query.SYS_SCAN_MAX - examined)
+            ids = await self._r.zrange(index, first + examined, first + examined + step - 1)
+            if not ids:
+                break  # the index shrank meanwhile
+            examined += len(ids)
+            rows = await self._rows(app, None, {("", i.decode()): None for i in ids}, with_to)
+            top.add([row for row in rows if query.matches(q, row)])
+        return top.count + max(0, in_range - examined), top.window
 
     @guarded
     async def page(
         self, app: str, profile: str | None, q: Query, max_bytes: int
     ) -> tuple[int, list[BoxEntry] | list[Message]]:
+        if profile is None:
+            count, window = await self._sys_window(app, q)
+            chosen = window[q.pick([row.size for row in window], max_bytes)]
+            found = await self._messages(app, [row.msg_id for row in chosen])
+            return count, [found[r.msg_id] for r in chosen if r.msg_id in found]
         with_to = any(f.field == "message.to" for f in q.filters)
         top: TopRows[query.Row] = TopRows(q, lambda row: query.order(q, row))
         seen: set[tuple[str, str]] = set()
-        async for batch in self._candidates(app, profile):
+        async for batch in self._box_candidates(app, profile):
             fresh = {key: state for key, state in batch.items() if key not in seen}
             seen.update(fresh)
             rows = await self._rows(app, profile, fresh, with_to)
@@ -475,8 +507,6 @@ class RedisStore:
         window = top.window
         chosen = window[q.pick([row.size for row in window], max_bytes)]
         found = await self._messages(app, [row.msg_id for row in chosen])
-        if profile is None:
-            return top.count, [found[r.msg_id] for r in chosen if r.msg_id in found]
         return top.count, [
             BoxEntry(profile, r.msgbox, bool(s[0]), int(s[1]), int(s[2]), int(s[3]), m)
             for r in chosen

@@ -1,8 +1,9 @@
 -- Store one message, its box entries, a stream item per recipient and push entries, atomically.
--- KEYS[1] message hash      KEYS[2] holders set     KEYS[3] app message index (zset by msgCr)
--- KEYS[4] frame hash        KEYS[5] push outbox stream   KEYS[6] writes counter
--- KEYS[7] the set of every outbox (keys.OUTBOXES)
--- KEYS[8] (when ARGV[12] == "1") the sender's box hash
+-- KEYS[1] message hash      KEYS[2] holders set
+-- KEYS[3 .. 6] the app's message indexes (keys.message_orders): msgCr, -msgCr, msgUp, -msgUp
+-- KEYS[7] frame hash        KEYS[8] push outbox stream   KEYS[9] writes counter
+-- KEYS[10] the set of every outbox (keys.OUTBOXES)
+-- KEYS[11] (when ARGV[12] == "1") the sender's box hash
 -- then per recipient (n of them, aligned with ARGV[15]): seq counter, stream zset, box hash
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
@@ -16,7 +17,7 @@ local pushes = tonumber(ARGV[17])
 local has_sender = ARGV[12] == "1"
 local profiles, mids = cjson.decode(ARGV[15]), cjson.decode(ARGV[16])
 local n = #profiles
-local base = 7 + (has_sender and 1 or 0)
+local base = 10 + (has_sender and 1 or 0)
 if #KEYS ~= base + 3 * n or #ARGV ~= 17 + 7 * pushes or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
@@ -24,13 +25,15 @@ if redis.call("EXISTS", KEYS[1]) == 1 then
   return redis.error_reply("ERR append_message: message exists")
 end
 need(KEYS[2], "set")
-need(KEYS[3], "zset")
-need(KEYS[4], "hash")
-need(KEYS[5], "stream")
-need_counter(KEYS[6])
-need(KEYS[7], "set")
+for k = 3, 6 do
+  need(KEYS[k], "zset")
+end
+need(KEYS[7], "hash")
+need(KEYS[8], "stream")
+need_counter(KEYS[9])
+need(KEYS[10], "set")
 if has_sender then
-  need(KEYS[8], "hash")
+  need(KEYS[11], "hash")
 end
 for i = 1, n do
   local k = base + 3 * (i - 1)
@@ -44,8 +47,11 @@ redis.call("HSET", KEYS[1], "from_id", ARGV[2], "sender", ARGV[3], "to", ARGV[4]
   "sent_at", cr, "content", ARGV[6], "msg_cr", cr, "msg_up", cr, "msg_ver", 1,
   "reply_to", ARGV[7])
 redis.call("ZADD", KEYS[3], cr, msg_id)
-redis.call("HSET", KEYS[4], "head", ARGV[9], "tail", ARGV[10])
-redis.call("PEXPIRE", KEYS[4], ARGV[11])
+redis.call("ZADD", KEYS[4], -tonumber(cr), msg_id)
+redis.call("ZADD", KEYS[5], cr, msg_id)
+redis.call("ZADD", KEYS[6], -tonumber(cr), msg_id)
+redis.call("HSET", KEYS[7], "head", ARGV[9], "tail", ARGV[10])
+redis.call("PEXPIRE", KEYS[7], ARGV[11])
 
 local max_items = tonumber(ARGV[14])
 local entry = "[0," .. cr .. "," .. cr .. ",1]"
@@ -60,20 +66,20 @@ for i = 1, n do
   result[i + 1] = seq
 end
 if has_sender then
-  redis.call("HSET", KEYS[8], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
+  redis.call("HSET", KEYS[11], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
-if pushes > 0 and redis.call("EXISTS", KEYS[5]) == 0 then
+if pushes > 0 and redis.call("EXISTS", KEYS[8]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
-  redis.call("XGROUP", "CREATE", KEYS[5], "rtt-push", "0", "MKSTREAM")
-  redis.call("SADD", KEYS[7], KEYS[5])
+  redis.call("XGROUP", "CREATE", KEYS[8], "rtt-push", "0", "MKSTREAM")
+  redis.call("SADD", KEYS[10], KEYS[8])
 end
 local p = 17
 for i = 0, pushes - 1 do
   local o = p + 7 * i
-  redis.call("XADD", KEYS[5], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
+  redis.call("XADD", KEYS[8], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
     "ref", ARGV[o + 3], "title", ARGV[o + 4], "body", ARGV[o + 5], "data", ARGV[o + 6],
     "created_at", ARGV[o + 7], "attempts", 0)
 end
-result[1] = redis.call("INCR", KEYS[6])
+result[1] = redis.call("INCR", KEYS[9])
 return result

@@ -1,7 +1,8 @@
 -- Update or delete a message, compare-and-set on its version, with a stream item per holder.
--- KEYS[1] message hash  KEYS[2] holders set  KEYS[3] app message index  KEYS[4] frame hash
--- KEYS[5] writes counter
--- KEYS[6 ..] per holder profile: seq counter, stream zset, box hash (3 keys each, n holders)
+-- KEYS[1] message hash  KEYS[2] holders set
+-- KEYS[3 .. 6] the app's message indexes (keys.message_orders): msgCr, -msgCr, msgUp, -msgUp
+-- KEYS[7] frame hash  KEYS[8] writes counter
+-- KEYS[9 ..] per holder profile: seq counter, stream zset, box hash (3 keys each, n holders)
 -- ARGV[1] "update" | "delete"  ARGV[2] msg_id  ARGV[3] expected version  ARGV[4] content
 -- ARGV[5] now  ARGV[6] frame id  ARGV[7] frame head  ARGV[8] frame tail  ARGV[9] frame ttl (ms)
 -- ARGV[10] max stream items  ARGV[11] n holders  ARGV[12 ..] holder profile ids (sorted)
@@ -9,7 +10,7 @@
 -- changed since the caller read them: read again and retry). Every key is checked before the
 -- first write (_checks.lua).
 local n = tonumber(ARGV[11])
-if #KEYS ~= 5 + 3 * n or #ARGV ~= 11 + n then
+if #KEYS ~= 8 + 3 * n or #ARGV ~= 11 + n then
   return redis.error_reply("ERR change_message: argument count")
 end
 need(KEYS[1], "hash")
@@ -37,11 +38,13 @@ for i = 1, n do
     return redis.error_reply("RETRY")
   end
 end
-need(KEYS[3], "zset")
-need(KEYS[4], "hash")
-need_counter(KEYS[5])
+for k = 3, 6 do
+  need(KEYS[k], "zset")
+end
+need(KEYS[7], "hash")
+need_counter(KEYS[8])
 for i = 1, n do
-  local base = 5 + 3 * (i - 1)
+  local base = 8 + 3 * (i - 1)
   need_counter(KEYS[base + 1])
   need(KEYS[base + 2], "zset")
   need(KEYS[base + 3], "hash")
@@ -51,15 +54,19 @@ local msg_id, fid, max_items = ARGV[2], ARGV[6], tonumber(ARGV[10])
 if ARGV[1] == "update" then
   redis.call("HSET", KEYS[1], "content", ARGV[4], "msg_up", ARGV[5])
   redis.call("HINCRBY", KEYS[1], "msg_ver", 1)
+  redis.call("ZADD", KEYS[5], ARGV[5], msg_id)
+  redis.call("ZADD", KEYS[6], -tonumber(ARGV[5]), msg_id)
 else
   redis.call("DEL", KEYS[1], KEYS[2])
-  redis.call("ZREM", KEYS[3], msg_id)
+  for k = 3, 6 do
+    redis.call("ZREM", KEYS[k], msg_id)
+  end
 end
-redis.call("HSET", KEYS[4], "head", ARGV[7], "tail", ARGV[8])
-redis.call("PEXPIRE", KEYS[4], ARGV[9])
+redis.call("HSET", KEYS[7], "head", ARGV[7], "tail", ARGV[8])
+redis.call("PEXPIRE", KEYS[7], ARGV[9])
 local result = {0}
 for i = 1, n do
-  local base = 5 + 3 * (i - 1)
+  local base = 8 + 3 * (i - 1)
   if ARGV[1] == "delete" then
     redis.call("HDEL", KEYS[base + 3], "inbox:" .. msg_id, "sent:" .. msg_id)
   end
@@ -68,5 +75,5 @@ for i = 1, n do
   redis.call("ZREMRANGEBYRANK", KEYS[base + 2], 0, -(max_items + 1))
   result[i + 1] = seq
 end
-result[1] = redis.call("INCR", KEYS[5])
+result[1] = redis.call("INCR", KEYS[8])
 return result
