@@ -53,6 +53,7 @@ def build_engine(settings: Settings) -> Engine:
         stream_max_seconds=settings.stream_max_seconds,
         pool_size=settings.redis_pool_size,
         retention=retention,
+        sys_scan_max=settings.sys_scan_max,
     )
 
 

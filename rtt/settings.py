@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(2.0, gt=0, le=60)
     probe_interval_seconds: float = Field(1.0, gt=0, le=60)
     presence_ttl_seconds: float = Field(10.0, gt=0)
+    sys_scan_max: int = Field(
+        10_000,
+        ge=100,
+        description="messages one redis Sys page examines when its index cannot answer a filter",
+    )
     redis_pool_size: int = Field(
         64, ge=2, le=10000, description="connections the store may hold to Redis; more wait"
     )

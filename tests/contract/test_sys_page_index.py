@@ -19,7 +19,7 @@ from rtt.domain.messages import Message, new_message
 from rtt.domain.paging import Query, decode_context, page_result, parse_context
 from rtt.engines.base import Engine
 from rtt.engines.local import local_engine
-from rtt.engines.redis import query, redis_engine
+from rtt.engines.redis import redis_engine
 from rtt.protocol import whole_frame
 
 APP = "app"
@@ -189,7 +189,7 @@ async def test_an_unindexed_filter_examines_at_most_the_cap(engines, clean_redis
     app; now a page examines at most SYS_SCAN_MAX index entries, and then reports an upper
     bound count so `moreAfter` says more may follow."""
     _, remote = engines
-    monkeypatch.setattr(query, "SYS_SCAN_MAX", 256)
+    monkeypatch.setattr(remote.store, "_scan_max", 256)
     await _fill((remote,), 1000, int(time.time() * 1000))
     q = parse_context("sys", {"searchCriteria": {"message.to": {"$in": ["p0"]}}})
     cost, returned = await _page_cost(remote, clean_redis, q)

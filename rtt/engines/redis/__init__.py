@@ -12,6 +12,7 @@ from redis.retry import Retry
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.presence import RedisPresence
+from rtt.engines.redis.query import SYS_SCAN_MAX
 from rtt.engines.redis.store import RedisStore
 
 
@@ -56,6 +57,7 @@ def redis_engine(
     stream_max_seconds: float,
     pool_size: int = 64,
     retention: Retention = DEFAULT_RETENTION,
+    sys_scan_max: int = SYS_SCAN_MAX,
 ) -> Engine:
     """The engine's roles on one Redis, each with its own pool of at most `pool_size`
     connections (RTT_REDIS_POOL_SIZE)."""
@@ -68,6 +70,7 @@ def redis_engine(
         stream_max_items=stream_max_items,
         stream_max_seconds=stream_max_seconds,
         retention=retention,
+        sys_scan_max=sys_scan_max,
     )
     return Engine(
         store=store,

@@ -10,7 +10,7 @@ A Sys page (all the app's messages) reads through the app's message indexes inst
 field and turns the range filters on that field into a score range. When nothing else is asked
 (`exact`), the count is a ZCOUNT and the window a ZRANGE by rank: O(page + log n). Otherwise
 (`message.from.id`, `message.to`, a range on the other field, a second sort field) the range is
-examined in index order a chunk at a time, at most SYS_SCAN_MAX entries per request; past that
+examined in index order a chunk at a time, at most RTT_SYS_SCAN_MAX entries per request; past that
 the count is an upper bound (the matches seen plus every entry not examined), so `moreAfter`
 still says more may follow.
 """
@@ -57,7 +57,7 @@ def order(query: Query, row: Row) -> tuple[Any, ...]:
     return (*sort_key(query, values), row.msgbox, row.msg_id)
 
 
-SYS_SCAN_MAX = 10_000
+SYS_SCAN_MAX = 10_000  # the default of RTT_SYS_SCAN_MAX
 """Index entries one Sys page examines at most when its criteria cannot be answered by the index
 alone (`Plan.exact` false): about 80 message_meta calls."""
 

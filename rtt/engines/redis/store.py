@@ -135,9 +135,11 @@ class RedisStore:
         stream_max_items: int,
         stream_max_seconds: float,
         retention: Retention = DEFAULT_RETENTION,
+        sys_scan_max: int = query.SYS_SCAN_MAX,
     ) -> None:
         self._r = client
         self._retention = retention
+        self._scan_max = sys_scan_max
         self._scripts = Scripts(client)
         self._claims = RedisClaims(client)
         self._max_items = stream_max_items
@@ -457,7 +459,7 @@ class RedisStore:
     async def _sys_window(self, app: str, q: Query) -> tuple[int, list[query.Row]]:
         """The count and window of a Sys query, read through the app's message index (see
         query.py: O(page + log n) when the index answers every criterion, else at most
-        SYS_SCAN_MAX entries examined)."""
+        RTT_SYS_SCAN_MAX entries examined)."""
         plan = query.plan(q)
         index = keys.message_order(app, plan.sort_field, plan.direction)
         low, high = plan.bounds()
@@ -477,8 +479,8 @@ class RedisStore:
         with_to = any(f.field == "message.to" for f in plan.rest)
         top: TopRows[query.Row] = TopRows(q, lambda row: query.order(q, row))
         examined = 0
-        while examined < min(in_range, query.SYS_SCAN_MAX):
-            step = min(META_CHUNK, in_range - examined, query.SYS_SCAN_MAX - examined)
+        while examined < min(in_range, self._scan_max):
+            step = min(META_CHUNK, in_range - examined, self._scan_max - examined)
             ids = await self._r.zrange(index, first + examined, first + examined + step - 1)
             if not ids:
                 break  # the index shrank meanwhile
