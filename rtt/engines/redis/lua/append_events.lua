@@ -7,14 +7,14 @@
 -- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
 -- ARGV[5] max stream items
 -- ARGV[6] json array of [ev_id, mid, event json, created_at, event ages member], one per
--- recipient  ARGV[7] n pushes  ARGV[8 ..] 7 per push: profile, kind, ref, title, body, data,
--- created_at  ARGV[8 + 7 * n pushes] the app id
+-- recipient  ARGV[7] push entries: a json array of [profile, kind, ref, title, body, data,
+-- created_at]  ARGV[8] the app id
 -- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
-local pushes = tonumber(ARGV[7])
+local pushes = cjson.decode(ARGV[7])
 local recipients = cjson.decode(ARGV[6])
 local n = #recipients
-if #KEYS ~= 6 + 4 * n or #ARGV ~= 8 + 7 * pushes then
+if #KEYS ~= 6 + 4 * n or #ARGV ~= 8 then
   return redis.error_reply("ERR append_events: argument count")
 end
 need(KEYS[1], "hash")
@@ -48,17 +48,14 @@ end
 if n > 0 then
   redis.call("SADD", KEYS[5], ARGV[#ARGV])
 end
-if pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
+if #pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[2], "rtt-push", "0", "MKSTREAM")
   redis.call("SADD", KEYS[4], KEYS[2])
 end
-local p = 7
-for i = 0, pushes - 1 do
-  local o = p + 7 * i
-  redis.call("XADD", KEYS[2], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
-    "ref", ARGV[o + 3], "title", ARGV[o + 4], "body", ARGV[o + 5], "data", ARGV[o + 6],
-    "created_at", ARGV[o + 7], "attempts", 0)
+for _, e in ipairs(pushes) do
+  redis.call("XADD", KEYS[2], "*", "profile", e[1], "kind", e[2], "ref", e[3], "title", e[4],
+    "body", e[5], "data", e[6], "created_at", e[7], "attempts", 0)
 end
 result[1] = redis.call("INCR", KEYS[3])
 return result

@@ -10,15 +10,15 @@
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
 -- ARGV[13] sender profile  ARGV[14] max stream items
 -- ARGV[15] recipients (json array)  ARGV[16] their mids, aligned (json array of strings)
--- ARGV[17] n pushes  ARGV[18 ..] 7 per push: profile, kind, ref, title, body, data, created_at
+-- ARGV[17] push entries: a json array of [profile, kind, ref, title, body, data, created_at]
 -- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
-local pushes = tonumber(ARGV[17])
+local pushes = cjson.decode(ARGV[17])
 local has_sender = ARGV[12] == "1"
 local profiles, mids = cjson.decode(ARGV[15]), cjson.decode(ARGV[16])
 local n = #profiles
 local base = 10 + (has_sender and 1 or 0)
-if #KEYS ~= base + 3 * n or #ARGV ~= 17 + 7 * pushes or #mids ~= n then
+if #KEYS ~= base + 3 * n or #ARGV ~= 17 or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
@@ -69,17 +69,14 @@ if has_sender then
   redis.call("HSET", KEYS[11], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
-if pushes > 0 and redis.call("EXISTS", KEYS[8]) == 0 then
+if #pushes > 0 and redis.call("EXISTS", KEYS[8]) == 0 then
   -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
   redis.call("XGROUP", "CREATE", KEYS[8], "rtt-push", "0", "MKSTREAM")
   redis.call("SADD", KEYS[10], KEYS[8])
 end
-local p = 17
-for i = 0, pushes - 1 do
-  local o = p + 7 * i
-  redis.call("XADD", KEYS[8], "*", "profile", ARGV[o + 1], "kind", ARGV[o + 2],
-    "ref", ARGV[o + 3], "title", ARGV[o + 4], "body", ARGV[o + 5], "data", ARGV[o + 6],
-    "created_at", ARGV[o + 7], "attempts", 0)
+for _, e in ipairs(pushes) do
+  redis.call("XADD", KEYS[8], "*", "profile", e[1], "kind", e[2], "ref", e[3], "title", e[4],
+    "body", e[5], "data", e[6], "created_at", e[7], "attempts", 0)
 end
 result[1] = redis.call("INCR", KEYS[9])
 return result
