@@ -95,7 +95,8 @@ class WebSocketClient(asyncio.Protocol):
     message and the `time.time_ns()` at which the bytes completing it arrived) and resolve
     `ready` when the connection is usable for them; the default `on_open` resolves it at once.
     `ready` fails if the handshake fails or the connection ends first; `failure` is set when
-    the server broke the protocol; `lost` resolves when the TCP connection is gone.
+    the server broke the protocol; `close_code` is the code of the server's close frame, if one
+    came; `lost` resolves when the TCP connection is gone.
     """
 
     __slots__ = (
@@ -106,6 +107,7 @@ class WebSocketClient(asyncio.Protocol):
         "_key",
         "_need",
         "_open",
+        "close_code",
         "failure",
         "host",
         "lost",
@@ -121,6 +123,7 @@ class WebSocketClient(asyncio.Protocol):
         self.ready: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.failure: ProtocolError | None = None
+        self.close_code: int | None = None
         self.transport: asyncio.Transport | None = None
         self._key = base64.b64encode(os.urandom(16))
         self._open = False
@@ -286,6 +289,8 @@ class WebSocketClient(asyncio.Protocol):
             if len(payload) == 1:
                 raise ProtocolError("close frame with a 1-byte payload")
             payload[2:].decode()  # the reason must be UTF-8
+            if payload:
+                self.close_code = int.from_bytes(payload[:2], "big")
             if not self._close_sent:
                 self.send(payload[:2], CLOSE)  # echo the status code
                 self._close_sent = True
