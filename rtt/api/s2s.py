@@ -270,11 +270,8 @@ async def _session_packet(
             raise invalid(f"messages must be a list of 1 to {MAX_PACKET_MESSAGES} operations")
     except RttError as e:  # a packetId that is not one is not echoed either
         return _packet_error(packet_id if _is_packet_id(packet_id) else None, count, e)
-    if session.last_packet is not None and session.last_response is not None:
-        if packet_id == session.last_packet:
-            return Response(session.last_response, media_type="application/json")
-        if packet_id < session.last_packet:
-            return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
+    if session.last_packet is not None and packet_id < session.last_packet:
+        return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
 
     async def run() -> tuple[int, bytes]:
         responses: list[dict[str, Any]] = []
@@ -291,14 +288,13 @@ async def _session_packet(
         for message in operations:
             responses.append(await _run(node, caller, message))
         raw = _packet(packet_id, responses)
-        session.last_packet, session.last_response = packet_id, raw
+        session.last_packet = packet_id
         session.expires_at = time.time() + node.settings.s2s_session_seconds
         await node.engine.store.save_s2s_session(session)
         return 200, raw
 
     async def produce() -> tuple[int, bytes]:
-        if session_id is None:  # a new session: no other attempt can name this packet
-            return await run()
+        # a new session's packet is claimed too: the claim keeps its answer for a resend
         result = await _exactly_once(
             node,
             session.app,

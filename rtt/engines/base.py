@@ -63,14 +63,14 @@ class ClaimState(StrEnum):
 
 @dataclass(slots=True)
 class S2SSession:
-    """A brainCloud S2S session; the last packet's responses are kept for replay."""
+    """A brainCloud S2S session. Its packets' answers are kept by their claims
+    (Store.claim), so the session itself only remembers which packet came last."""
 
     session_id: str
     app: str
     server: str
     expires_at: float
     last_packet: int | None = None
-    last_response: bytes | None = None
 
 
 class Store(Protocol):

@@ -242,7 +242,7 @@ async def test_claims_and_s2s_sessions(running):
     assert await store.claim(APP, "x", b"fp", "t1", 0.05) == (ClaimState.OWNED, None)
     await asyncio.sleep(0.1)  # a holder that stopped renewing frees the key
     assert await store.claim(APP, "x", b"fp", "t2", 60) == (ClaimState.OWNED, None)
-    session = S2SSession("sid", APP, "backend", time.time() + 60, 3, b'{"x":1}')
+    session = S2SSession("sid", APP, "backend", time.time() + 60, 3)
     await store.save_s2s_session(session)
     assert await store.get_s2s_session("sid") == session
     assert await store.get_s2s_session("other") is None

@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS idempotency(
   PRIMARY KEY(app, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,
-  last_packet INTEGER, last_response BLOB);
+  last_packet INTEGER);
 """
 
 

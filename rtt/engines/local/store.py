@@ -680,8 +680,7 @@ class SqliteStore:
     async def get_s2s_session(self, session_id: str) -> S2SSession | None:
         def read(conn: sqlite3.Connection) -> S2SSession | None:
             row = conn.execute(
-                "SELECT id, app, server, expires_at, last_packet, last_response"
-                " FROM s2s_sessions WHERE id = ?",
+                "SELECT id, app, server, expires_at, last_packet FROM s2s_sessions WHERE id = ?",
                 (session_id,),
             ).fetchone()
             return S2SSession(*row) if row else None
@@ -692,8 +691,8 @@ class SqliteStore:
         s = session
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO s2s_sessions VALUES (?, ?, ?, ?, ?, ?)",
-                (s.session_id, s.app, s.server, s.expires_at, s.last_packet, s.last_response),
+                "INSERT OR REPLACE INTO s2s_sessions VALUES (?, ?, ?, ?, ?)",
+                (s.session_id, s.app, s.server, s.expires_at, s.last_packet),
             )
         )
 

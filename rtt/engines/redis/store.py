@@ -645,11 +645,7 @@ class RedisStore:
         if raw is None:
             return None
         s = loads(raw)
-        response = s["last_response"]
-        return S2SSession(
-            s["session_id"], s["app"], s["server"], s["expires_at"], s["last_packet"],
-            response.encode() if response is not None else None,
-        )  # fmt: skip
+        return S2SSession(s["session_id"], s["app"], s["server"], s["expires_at"], s["last_packet"])
 
     @guarded
     async def save_s2s_session(self, session: S2SSession) -> None:
@@ -657,7 +653,6 @@ class RedisStore:
         body = {
             "session_id": s.session_id, "app": s.app, "server": s.server,
             "expires_at": s.expires_at, "last_packet": s.last_packet,
-            "last_response": s.last_response.decode() if s.last_response is not None else None,
         }  # fmt: skip
         ttl = max(1, int((s.expires_at - time.time()) * 1000))
         await self._r.set(keys.s2s_session(s.session_id), orjson.dumps(body), px=ttl)
