@@ -33,11 +33,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int, max_depth: int) -> Any:
-    """The body as JSON, refused (400/40001) when malformed or nested deeper than `max_depth`."""
-    return parse_json(await read_body(request, limit), max_depth)
-
-
 def parse_json(raw: bytes, max_depth: int) -> Any:
     """`raw` as JSON, refused (400/40001) when malformed or nested deeper than `max_depth`."""
     try:
