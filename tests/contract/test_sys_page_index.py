@@ -33,21 +33,24 @@ async def _started(engine: Engine) -> Engine:
     return engine
 
 
+def _redis(url: str, **options: Any) -> Engine:
+    return redis_engine(
+        url,
+        timeout=5.0,
+        probe_interval=0.2,
+        presence_ttl=1.0,
+        stream_max_items=5,
+        stream_max_seconds=3600,
+        **options,
+    )
+
+
 @pytest.fixture
 async def engines(tmp_path: Path, clean_redis: str) -> AsyncIterator[tuple[Engine, Engine]]:
     local = await _started(
         local_engine(tmp_path / "s.db", stream_max_items=5, stream_max_seconds=3600)
     )
-    remote = await _started(
-        redis_engine(
-            clean_redis,
-            timeout=5.0,
-            probe_interval=0.2,
-            presence_ttl=1.0,
-            stream_max_items=5,
-            stream_max_seconds=3600,
-        )
-    )
+    remote = await _started(_redis(clean_redis))
     try:
         yield local, remote
     finally:
@@ -184,12 +187,18 @@ async def test_sys_pages_through_the_index_match_the_local_engine(engines):
         assert pages["redis"] == pages["local"], criteria
 
 
-async def test_an_unindexed_filter_examines_at_most_the_cap(engines, clean_redis, monkeypatch):
+async def test_an_unindexed_filter_examines_at_most_the_cap(clean_redis):
     """Pins: a criterion the index cannot answer (`message.to`) examined every message of the
-    app; now a page examines at most SYS_SCAN_MAX index entries, and then reports an upper
+    app; now a page examines at most RTT_SYS_SCAN_MAX index entries, and then reports an upper
     bound count so `moreAfter` says more may follow."""
-    _, remote = engines
-    monkeypatch.setattr(remote.store, "_scan_max", 256)
+    remote = await _started(_redis(clean_redis, sys_scan_max=256))  # RTT_SYS_SCAN_MAX
+    try:
+        await _check_capped_page(remote, clean_redis)
+    finally:
+        await remote.close()
+
+
+async def _check_capped_page(remote: Engine, clean_redis: str) -> None:
     await _fill((remote,), 1000, int(time.time() * 1000))
     q = parse_context("sys", {"searchCriteria": {"message.to": {"$in": ["p0"]}}})
     cost, returned = await _page_cost(remote, clean_redis, q)

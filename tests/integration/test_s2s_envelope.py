@@ -650,6 +650,22 @@ async def test_oversized_chunked_body_is_413_40600(server, s2s):
     assert_error(r.json(), 413, 40600)
 
 
+async def test_the_body_limit_is_the_setting(tmp_path):
+    """RTT_MAX_BODY_BYTES is the limit: at 64 KiB a 100 KB body is 413/40600 and a 60 KB one
+    is read."""
+    async with running(settings_for(tmp_path, max_body_bytes=64 * 1024)) as node:
+        s2s = S2S(node)
+        try:
+            big = {**SERVER, **op("heartbeat", "HEARTBEAT", {"pad": "x" * 100_000})}
+            status, body = await s2s.raw(big)
+            assert status == 413
+            assert_error(body, 413, 40600)
+            small = {**SERVER, **op("heartbeat", "HEARTBEAT", {"pad": "x" * 60_000})}
+            assert await s2s.raw(small) == (200, {"status": 200, "data": {}})
+        finally:
+            await s2s.close()
+
+
 async def test_body_just_under_the_limit_is_read(s2s):
     """Pins: the 413 limit is not hit by a large but allowed body (1.5 MiB of padding)."""
     body = {**SERVER, **op("heartbeat", "HEARTBEAT", {"pad": "x" * (1536 * 1024)})}
