@@ -24,7 +24,7 @@ from tests.support.raw_ws import (
     raw_socket,
     upgrade_request,
 )
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, running
 from tests.support.server import test_settings as settings_for
 
 HARD_CAP = 262144 + 64 * 1024  # the largest app limit (demo's default) plus the gateway's headroom
@@ -217,10 +217,12 @@ async def test_binary_before_connect_is_refused(server):
         assert await raw.closed_with() == 4000
 
 
-async def test_long_pipeline_is_answered_in_order(server):
+@pytest.mark.parametrize("backlog", [64, 2], ids=["default", "RTT_SOCKET_BACKLOG=2"])
+async def test_long_pipeline_is_answered_in_order(tmp_path: Path, backlog: int):
     """Fails if a pipeline longer than the backlog (reading pauses, then resumes) loses a
-    request or answers out of order."""
-    async with raw_socket(server.settings.port) as raw:
+    request or answers out of order, at the default RTT_SOCKET_BACKLOG and at a tiny one."""
+    settings = settings_for(tmp_path, socket_backlog=backlog)
+    async with running(settings) as server, raw_socket(server.settings.port) as raw:
         count = 200
         raw.writer.write(b"".join(masked_frame(raw.request(i)) for i in range(count)))
         replies = [await raw.recv_json() for _ in range(count)]
