@@ -9,7 +9,7 @@ import sys
 
 import uvicorn
 
-from rtt import tokens
+from rtt import collector, tokens
 from rtt.app import server_config
 from rtt.http_protocol import sockets_at_most
 from rtt.logs import log_config
@@ -78,7 +78,9 @@ def serve(args: argparse.Namespace) -> None:
     if settings.generated_secrets:
         _print_demo(settings)
     settings = _fit_open_files(settings)
-    uvicorn.Server(server_config(settings, log_config=log_config(args.log_level))).run()
+    config = server_config(settings, log_config=log_config(args.log_level))
+    collector.tune()
+    uvicorn.Server(config).run()
 
 
 def token(args: argparse.Namespace) -> None:

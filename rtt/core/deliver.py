@@ -7,16 +7,11 @@ The caller is acknowledged only after step 2, so an acknowledged item survives a
 broker is a doorbell, and any frame it loses is healed from the store by seq.
 
 The per-recipient work around a send (who is offline, push entries, per-recipient parts) is
-done in slices of SLICE recipients with the event loop served in between, so a 100 000-recipient
-send does not hold up every other socket; a send of at most SLICE recipients (the common one)
-is done in one piece, with no await added.
+done in slices (rtt/slices.py) with the event loop served in between, so a 100 000-recipient
+send does not hold up every other socket.
 """
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import orjson
 
@@ -36,30 +31,14 @@ from rtt.protocol import (
     whole_frame,
 )
 from rtt.settings import AppConfig
-
-SLICE = 4096  # recipients prepared per turn of the event loop (about a millisecond's work)
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-async def _sliced(items: Sequence[T], make: Callable[[Sequence[T]], list[R]]) -> list[R]:
-    """`make(items)`, computed SLICE items at a time with the loop served in between."""
-    if len(items) <= SLICE:
-        return make(items)
-    out: list[R] = []
-    for start in range(0, len(items), SLICE):
-        if start:
-            await asyncio.sleep(0)
-        out += make(items[start : start + SLICE])
-    return out
+from rtt.slices import sliced
 
 
 async def _offline(node: Node, app_id: str, app: AppConfig, profiles: list[str]) -> list[str]:
     if not app.features.push:
         return []
     online = await node.engine.presence.online(app_id, profiles)
-    return await _sliced(profiles, lambda some: [p for p in some if p not in online])
+    return await sliced(profiles, lambda some: [p for p in some if p not in online])
 
 
 async def deliver_message(
@@ -72,7 +51,7 @@ async def deliver_message(
         title, body = message.sender.get("name") or "", preview(loads(message.content))
         data = orjson.dumps({"msgId": message.msg_id})
         msg_id, sent_at = message.msg_id, message.sent_at
-        pushes = await _sliced(
+        pushes = await sliced(
             offline,
             lambda some: [
                 PushEntry(p, "message", msg_id, title, body, data, sent_at) for p in some
@@ -80,16 +59,14 @@ async def deliver_message(
         )
     if message.from_id is None:  # each recipient's `to` is itself alone
         frame = slotted_frame("messaging", "INCOMING", fresh_inbox_entry(message, SLOT).item())
-        mids = await _sliced(inbox, lambda some: [dumps(p) for p in some])
+        mids = await sliced(inbox, lambda some: [dumps(p) for p in some])
     else:
         frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
         mids = [b""] * len(inbox)
     seqs = await node.engine.store.append_message(
         app_id, message, inbox, sent_by, frame, mids, pushes
     )
-    await node.engine.broker.publish(
-        Fanout(app_id, frame, list(zip(inbox, seqs, mids, strict=True)))
-    )
+    await node.engine.broker.publish(Fanout(app_id, frame, inbox, seqs, mids))
 
 
 async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[Event]) -> None:
@@ -98,7 +75,7 @@ async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[E
     offline = await _offline(node, app_id, app, [e.to_id for e in events])
     ev_id_of = {e.to_id: e.ev_id for e in events}
     kind, data, created_at = first.event_type, first.data, first.created_at
-    pushes = await _sliced(
+    pushes = await sliced(
         offline,
         lambda some: [PushEntry(p, "event", ev_id_of[p], kind, "", data, created_at) for p in some],
     )
@@ -112,15 +89,13 @@ async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[E
             "eventData": orjson.Fragment(first.data),
         },
     )
-    mids = await _sliced(
+    mids = await sliced(
         events, lambda some: [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in some]
     )
     seqs = await node.engine.store.append_events(app_id, events, frame, mids, pushes)
     await node.engine.broker.publish(
         Fanout(
-            app_id,
-            frame,
-            [(e.to_id, s, mid) for e, s, mid in zip(events, seqs, mids, strict=True)],
+            app_id, frame, await sliced(events, lambda some: [e.to_id for e in some]), seqs, mids
         )
     )
 
@@ -130,4 +105,7 @@ async def publish_change(
 ) -> None:
     """Push an already stored UPDATED/DELETED item to the profiles that hold the message."""
     if targets:
-        await node.engine.broker.publish(Fanout(app_id, frame, [(p, s, b"") for p, s in targets]))
+        profiles, seqs = zip(*targets, strict=True)
+        await node.engine.broker.publish(
+            Fanout(app_id, frame, profiles, seqs, [b""] * len(targets))
+        )

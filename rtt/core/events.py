@@ -58,7 +58,7 @@ async def sys_send_rtt_only(node: Node, caller: Caller, data: dict[str, Any]) ->
     ev_id = new_id()
     event = Event(ev_id, event_type, None, to, now_ms(), payload).item()
     body = dumps({"service": "event", "operation": "GET_EVENTS", "data": event})
-    await node.engine.broker.publish(Fanout(caller.app_id, Frame(body[1:]), [(to, 0, b"")]))
+    await node.engine.broker.publish(Fanout(caller.app_id, Frame(body[1:]), [to], [0], [b""]))
     return {"evId": ev_id}
 
 

@@ -38,11 +38,10 @@ class Hub:
         if self._queue:
             self._queue.append((fanout, 0))
             return
-        targets = fanout.targets
-        if len(targets) <= SLICE:
-            self._push(fanout, targets)
+        if len(fanout.profiles) <= SLICE:
+            self._push(fanout, 0, SLICE)
             return
-        self._push(fanout, targets[:SLICE])
+        self._push(fanout, 0, SLICE)
         self._queue.append((fanout, SLICE))
         asyncio.get_running_loop().call_soon(self._next_slice)
 
@@ -53,18 +52,22 @@ class Hub:
             return
         fanout, start = queue[0]
         end = start + SLICE
-        self._push(fanout, fanout.targets[start:end])
-        if end < len(fanout.targets):
+        self._push(fanout, start, end)
+        if end < len(fanout.profiles):
             queue[0] = (fanout, end)
         else:
             queue.popleft()
         if queue:
             asyncio.get_running_loop().call_soon(self._next_slice)
 
-    def _push(self, fanout: Fanout, targets: list[tuple[str, int, bytes]]) -> None:
+    def _push(self, fanout: Fanout, start: int, end: int) -> None:
+        """The targets [start, end) of `fanout`."""
         sessions_of = self._sessions.get
         app, frame = fanout.app, fanout.frame
-        for profile, seq, mid in targets:
+        profiles, seqs, parts = fanout.profiles, fanout.seqs, fanout.parts
+        for profile, seq, mid in zip(
+            profiles[start:end], seqs[start:end], parts[start:end], strict=True
+        ):
             sessions = sessions_of((app, profile))
             if sessions:
                 data = text_frame(frame.render(seq, mid))

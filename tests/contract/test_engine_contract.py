@@ -258,7 +258,7 @@ async def test_presence_and_broker(running):
     await presence.leave(APP, "a")
     assert await presence.online(APP, ["a"]) == set()
     frame = spliced_frame("event", "GET_EVENTS", {"x": 1})
-    fanout = Fanout(APP, frame, [("a", 4, data_fields({"evId": "e"}))])
+    fanout = Fanout(APP, frame, ["a"], [4], [data_fields({"evId": "e"})])
     await running.engine.broker.publish(fanout)
     async with asyncio.timeout(5):
         while not running.fanouts:

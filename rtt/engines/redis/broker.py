@@ -33,19 +33,30 @@ class Deaf(Exception):
     """The subscription went silent: even our own pings got no pong."""
 
 
+# Between two targets' parts: they are JSON texts (or empty), and JSON never holds a raw NUL.
+_PART_END = b"\x00"
+
+
 def encode(fanout: Fanout) -> bytes:
-    """`len(header)` + header JSON (app, head length, targets) + head + tail."""
-    targets = [[p, s, mid.decode()] for p, s, mid in fanout.targets]
-    header = orjson.dumps([fanout.app, len(fanout.frame.head), targets])
-    return len(header).to_bytes(4, "big") + header + fanout.frame.head + fanout.frame.tail
+    """`len(header)` + header JSON (app, head length, profiles, seqs) + head + tail + the
+    targets' parts, each ended by a NUL. Column by column, so a 100 000-target fanout is
+    encoded (and decoded) by C calls, not a Python loop per target on the event loop."""
+    profiles, seqs, parts = fanout.profiles, fanout.seqs, fanout.parts
+    header = orjson.dumps([fanout.app, len(fanout.frame.head), list(profiles), list(seqs)])
+    frame = fanout.frame.head + fanout.frame.tail
+    return b"".join(
+        (len(header).to_bytes(4, "big"), len(frame).to_bytes(4, "big"), header, frame,
+         _PART_END.join(parts), _PART_END if parts else b"")
+    )  # fmt: skip
 
 
 def decode(raw: bytes) -> Fanout:
-    size = int.from_bytes(raw[:4], "big")
-    app, head_size, targets = orjson.loads(raw[4 : 4 + size])
-    body = raw[4 + size :]
+    size, frame_size = int.from_bytes(raw[:4], "big"), int.from_bytes(raw[4:8], "big")
+    app, head_size, profiles, seqs = orjson.loads(raw[8 : 8 + size])
+    body = raw[8 + size : 8 + size + frame_size]
     frame = Frame(body[:head_size], body[head_size:])
-    return Fanout(app, frame, [(p, s, mid.encode()) for p, s, mid in targets])
+    parts = raw[8 + size + frame_size : -1].split(_PART_END) if profiles else []
+    return Fanout(app, frame, profiles, seqs, parts)
 
 
 class RedisBroker:

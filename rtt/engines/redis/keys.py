@@ -9,6 +9,8 @@ splits a profile from its suffix) or a part that ends the name. Lengths count ch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EPOCH = "rtt:epoch"
 WRITES = "rtt:writes"
 FANOUT_CHANNEL = "rtt:fanout"
@@ -30,7 +32,7 @@ def profile(app: str, profile_id: str) -> str:
 SEQ, STREAM, BOX, EVENTS, EVENT_ORDER = ":seq", ":stream", ":box", ":events", ":evorder"
 
 
-def profile_keys(app: str, profile_ids: list[str], *suffixes: str) -> list[str]:
+def profile_keys(app: str, profile_ids: Iterable[str], *suffixes: str) -> list[str]:
     """The keys `profile(app, p) + suffix` for every profile and suffix, profile by profile:
     the same names as `seq`, `box`… built in one pass, as a send to 100 000 recipients needs."""
     head = f"{{p:{_app(app)}:"

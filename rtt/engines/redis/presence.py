@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from rtt.engines.redis import keys
 from rtt.engines.redis.scripts import script
 from rtt.engines.redis.store import guarded
+from rtt.slices import SLICE
 from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt.presence")
@@ -111,17 +112,24 @@ class RedisPresence:
         alive_flags = await self._r.mget([keys.node_alive(n) for n in nodes])
         alive = [n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None]
         dead = [n for n in nodes if n not in alive]
-        members = [keys.presence_member(app, p) for p in profiles]
-        async with self._r.pipeline(transaction=False) as pipe:
-            for node in alive:
-                pipe.hmget(keys.node_profiles(node), members)
-            if dead:  # a crashed node's leftovers: forget them
+        if dead:  # a crashed node's leftovers: forget them
+            async with self._r.pipeline(transaction=False) as pipe:
                 pipe.srem(keys.NODES, *dead)
                 pipe.delete(*(keys.node_profiles(n) for n in dead))
-            answers = await pipe.execute()
-        return {
-            p
-            for counts in answers[: len(alive)]
-            for p, count in zip(profiles, counts, strict=True)
-            if count is not None and int(count) > 0
-        }
+                await pipe.execute()
+        found: set[str] = set()
+        # a slice of profiles per round trip: the loop is served while Redis answers
+        for start in range(0, len(profiles), SLICE):
+            some = profiles[start : start + SLICE]
+            members = [keys.presence_member(app, p) for p in some]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for node in alive:
+                    pipe.hmget(keys.node_profiles(node), members)
+                answers = await pipe.execute()
+            found.update(
+                p
+                for counts in answers
+                for p, count in zip(some, counts, strict=True)
+                if count is not None and int(count) > 0
+            )
+        return found

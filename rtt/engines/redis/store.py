@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
@@ -30,9 +30,11 @@ from rtt.engines.base import (
     VersionMismatch,
 )
 from rtt.engines.redis import keys, query
+from rtt.engines.redis.bulk import run_script
 from rtt.engines.redis.idempotency import RedisClaims
 from rtt.engines.redis.scripts import Scripts
 from rtt.protocol import Frame, dumps, loads
+from rtt.slices import pieces, sliced
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,20 +107,26 @@ def _box_field(field: bytes) -> tuple[str, str]:
     return box, msg_id
 
 
-def _strings(parts: list[bytes]) -> bytes:
-    """UTF-8 parts as one JSON array of strings, for a script to decode in one call."""
-    return dumps([part.decode() for part in parts])
+async def _json_array(items: Sequence[T], entry: Callable[[T], Any]) -> bytes:
+    """`[entry(item), …]` as one JSON argument, for a script to decode in one call: encoded in
+    C a slice at a time (where an argument per item costs redis-py ~2 µs each to pack)."""
+    parts = await pieces(items, lambda some: dumps([entry(item) for item in some])[1:-1])
+    return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
-def _push_json(pushes: list[PushEntry]) -> bytes:
-    """The push entries as one JSON argument: encoded in C in one call, where seven arguments
-    per entry cost redis-py ~2 µs each to pack (a 100 000-recipient send held the loop ~2 s)."""
-    return dumps(
-        [
-            (p.profile, p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at))
-            for p in pushes
-        ]
-    )
+def _push_row(p: PushEntry) -> tuple[str, ...]:
+    return (p.profile, p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at))
+
+
+def _event_row(pair: tuple[Event, bytes]) -> tuple[Any, ...]:
+    e, mid = pair
+    item = dumps(e.item()).decode()
+    return (e.ev_id, mid.decode(), item, e.created_at, keys.event_member(e.to_id, e.ev_id))
+
+
+async def _seqs(result: list[Any]) -> list[int]:
+    """The seqs a send script answered after its epoch-writes count."""
+    return await sliced(result[1:], lambda some: [int(s) for s in some])
 
 
 def _change_error(error: redis.exceptions.ResponseError) -> Exception:
@@ -237,16 +245,19 @@ class RedisStore:
         ]
         if sent_by is not None:
             script_keys.append(keys.box(app, sent_by))
-        script_keys += keys.profile_keys(app, inbox, keys.SEQ, keys.STREAM, keys.BOX)
+        script_keys += await sliced(
+            inbox, lambda some: keys.profile_keys(app, some, keys.SEQ, keys.STREAM, keys.BOX)
+        )
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            dumps(inbox), _strings(mids), _push_json(pushes),
+            dumps(inbox), await _json_array(mids, bytes.decode),
+            await _json_array(pushes, _push_row),
         ]  # fmt: skip
-        result = await self._scripts.append_message(keys=script_keys, args=args)
+        result = await run_script(self._r, self._scripts.append_message, script_keys, args)
         self._saw(int(result[0]))
-        return [int(s) for s in result[1:]]
+        return await _seqs(result)
 
     @guarded
     async def append_events(
@@ -262,23 +273,20 @@ class RedisStore:
             keys.frame(app, fid), keys.outbox(app), keys.WRITES, keys.OUTBOXES, keys.EVENT_APPS,
             keys.event_ages(app),
         ]  # fmt: skip
-        script_keys += keys.profile_keys(
-            app, [e.to_id for e in events], keys.SEQ, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER
+        script_keys += await sliced(
+            events,
+            lambda some: keys.profile_keys(
+                app, [e.to_id for e in some], keys.SEQ, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER
+            ),
         )
-        recipients = [
-            (
-                e.ev_id, mid.decode(), dumps(e.item()).decode(), e.created_at,
-                keys.event_member(e.to_id, e.ev_id),
-            )
-            for e, mid in zip(events, mids, strict=True)
-        ]  # fmt: skip
         args: list[Any] = [
             fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
-            dumps(recipients), _push_json(pushes), app,
+            await _json_array(list(zip(events, mids, strict=True)), _event_row),
+            await _json_array(pushes, _push_row), app,
         ]  # fmt: skip
-        result = await self._scripts.append_events(keys=script_keys, args=args)
+        result = await run_script(self._r, self._scripts.append_events, script_keys, args)
         self._saw(int(result[0]))
-        return [int(s) for s in result[1:]]
+        return await _seqs(result)
 
     async def _change(
         self,
