@@ -131,3 +131,36 @@ async def publish_change(
     """Push an already stored UPDATED/DELETED item to the profiles that hold the message."""
     if targets:
         await node.engine.broker.publish(Fanout(app_id, frame, [(p, s, b"") for p, s in targets]))
+
+
+async def deliver_channel(
+    node: Node,
+    app_id: str,
+    app: AppConfig,
+    message: Message | None,
+    inbox: list[str],
+    frame: Frame,
+    mids: list[bytes],
+    push: Callable[[str], PushEntry] | None,
+) -> None:
+    """A system-channel send (API.md §8): the caller built its frame, each recipient's part of
+    it (`mids`) and how an offline recipient's notification reads (None: no notification).
+
+    With a `message` it is stored like any system message (inbox entries, a seq per recipient,
+    replayed on resume). Without one (shouldPersist 0) only the push entries are written and
+    the frame goes out live outside the stream (seq 0, like an RTT-only event): a resume never
+    replays it, an offline recipient gets only its notification."""
+    pushes: list[PushEntry] = []
+    if push is not None:
+        offline = await _offline(node, app_id, app, inbox)
+        pushes = await _sliced(offline, lambda some: [push(p) for p in some])
+    if message is None:
+        await node.engine.channel.queue_pushes(app_id, pushes)
+        seqs = [0] * len(inbox)
+    else:
+        seqs = await node.engine.store.append_message(
+            app_id, message, inbox, None, frame, mids, pushes
+        )
+    await node.engine.broker.publish(
+        Fanout(app_id, frame, list(zip(inbox, seqs, mids, strict=True)))
+    )
