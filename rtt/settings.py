@@ -191,6 +191,23 @@ class Settings(BaseSettings):
     )
     config_path: Path | None = Field(None, exclude=True)
     generated_secrets: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # --- system channel (RongCloud dialect) -------------------------------------------------
+    rongcloud_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="a signed request's Timestamp may be this far from the node's clock;"
+        " its nonce is remembered until the Timestamp leaves the window",
+    )
+    rongcloud_max_nonces: int = Field(
+        100_000, ge=1, description="live nonces remembered per app; past it requests answer 1008"
+    )
+    rongcloud_max_senders: int = Field(
+        10_000,
+        ge=1,
+        description="distinct fromUserIds recorded per app as system identities; a new one"
+        " past it answers 1002",
+    )
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

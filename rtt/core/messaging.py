@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from rtt.core.channel import refuse_channel_senders
 from rtt.core.deliver import deliver_message, publish_change
 from rtt.core.node import Node, now_ms
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
@@ -275,6 +276,7 @@ async def _refuse_system_replies(
     identities = caller.app.system_identities
     if any(is_system_identity(p, identities) for p in to):
         raise read_only()
+    await refuse_channel_senders(node, caller.app_id, to)
     reply_to = data.get("replyTo")
     if reply_to is None:
         return None

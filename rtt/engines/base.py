@@ -243,6 +243,7 @@ class Engine:
     outbox: PushOutbox
     broker: Broker
     presence: Presence
+    channel: SystemChannel
 
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
@@ -258,4 +259,42 @@ class Engine:
     async def close(self) -> None:
         await self.broker.close()
         await self.presence.close()
+        await self.channel.close()
         await self.store.close()
+
+
+class NonceClaim(StrEnum):
+    """What claiming a signed request's nonce found (SystemChannel.claim_nonce)."""
+
+    FRESH = "fresh"  # first use: recorded until it expires
+    REPLAYED = "replayed"  # seen before and not yet expired: refuse the request
+    FULL = "full"  # the app already holds its maximum of live nonces: refuse the request
+
+
+class SystemChannel(Protocol):
+    """What the system-channel front door (RongCloud) shares across nodes: each step is one
+    atomic engine operation (a Lua script on redis; one SQLite transaction, or the one
+    process, on local), so two nodes asked at once still see a single answer."""
+
+    async def claim_nonce(self, app: str, nonce: str, ttl: float, max_live: int) -> NonceClaim:
+        """Record `nonce` for `ttl` seconds unless it is live already (REPLAYED) or the app
+        holds `max_live` live nonces (FULL). Expired nonces are forgotten in the same step."""
+
+    async def take_rate(self, app: str, count: int, rate: int) -> bool:
+        """A token bucket of `rate` per second (a burst up to `rate`), shared by every node:
+        take `count` tokens if at least min(count, rate) are there (a send larger than one
+        second's worth passes when the bucket is full and leaves it in debt); else take none
+        and answer False."""
+
+    async def add_sender(self, app: str, sender: str, max_senders: int) -> bool:
+        """Record `sender` as a system identity of the app; False (nothing recorded) if it is
+        new and the app already has `max_senders`. Recorded senders are kept."""
+
+    async def senders_among(self, app: str, profiles: list[str]) -> set[str]:
+        """Which of `profiles` are recorded senders of the app."""
+
+    async def queue_pushes(self, app: str, pushes: list[PushEntry]) -> None:
+        """Write push outbox entries for an item that is not stored (shouldPersist 0), in one
+        atomic step, under the outbox's retention like every other entry."""
+
+    async def close(self) -> None: ...

@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS idempotency(
 CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,
   last_packet INTEGER);
+-- system-channel request nonces (SystemChannel.claim_nonce), dropped once expired
+CREATE TABLE IF NOT EXISTS channel_nonces(
+  app TEXT NOT NULL, nonce TEXT NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY(app, nonce)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS channel_nonces_age ON channel_nonces(app, expires_at);
+-- system-channel senders (fromUserId): the app's recorded system identities
+CREATE TABLE IF NOT EXISTS channel_senders(
+  app TEXT NOT NULL, sender TEXT NOT NULL, PRIMARY KEY(app, sender)) WITHOUT ROWID;
 """
 
 

@@ -11,6 +11,7 @@ from redis.retry import Retry
 
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.redis.broker import RedisBroker
+from rtt.engines.redis.channel import RedisChannel
 from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.query import SYS_SCAN_MAX
 from rtt.engines.redis.store import RedisStore
@@ -77,4 +78,5 @@ def redis_engine(
         outbox=store,
         broker=RedisBroker(client(), probe_interval),
         presence=RedisPresence(client(), uuid.uuid4().hex, presence_ttl),
+        channel=RedisChannel(client()),
     )

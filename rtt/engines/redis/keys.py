@@ -142,3 +142,18 @@ def node_profiles(node_id: str) -> str:
 def presence_member(app: str, profile_id: str) -> str:
     """One (app, profile) as a member of `node_profiles`: the length prefix splits it."""
     return f"{_app(app)}{profile_id}"
+
+
+def channel_nonces(app: str) -> str:
+    """Sorted set of the app's live system-channel request nonces, scored by expiry (ms)."""
+    return f"rtt:{_app(app)}:rc:nonces"
+
+
+def channel_rate(app: str) -> str:
+    """Hash `tokens`, `stamp` (ms): the app's system-channel token bucket."""
+    return f"rtt:{_app(app)}:rc:rate"
+
+
+def channel_senders(app: str) -> str:
+    """Set of the app's system-channel senders (`fromUserId`s): its recorded system identities."""
+    return f"rtt:{_app(app)}:rc:senders"
