@@ -140,3 +140,14 @@ def node_profiles(node_id: str) -> str:
 def presence_member(app: str, profile_id: str) -> str:
     """One (app, profile) as a member of `node_profiles`: the length prefix splits it."""
     return f"{_app(app)}{profile_id}"
+
+
+def message_counter(app: str) -> str:
+    """The app's last message number (INCR in append_message.lua): never goes back."""
+    return f"rtt:{_app(app)}:number"
+
+
+def message_numbers(app: str) -> str:
+    """Sorted set of the app's message ids scored by their number (a Nexudus `Id`): the number
+    of a message, the message of a number, and the app's messages in number order."""
+    return f"rtt:{_app(app)}:numbers"
