@@ -87,9 +87,9 @@ def _core_error(error: RttError) -> _Answer:
     if isinstance(error, Unchangeable):
         return _invalid([(PROPERTIES[error.field], None, "cannot be changed once sent")])
     if error.reason_code == Reason.TOO_MANY_RECIPIENTS:
-        return _invalid([("ToUsers", None, error.message)])
+        return _invalid([("ToUsers", None, "holds more users than the app allows in one send")])
     if error.reason_code == Reason.TOO_LARGE and error.status == 400:
-        return _invalid([("ChatText", None, error.message)])
+        return _invalid([("ChatText", None, "makes the message larger than the app allows")])
     if error.reason_code == Reason.MESSAGE_NOT_FOUND:
         return _failed(404, f"{RECORD} not found.")
     if error.status >= 500:
