@@ -127,9 +127,11 @@ def _iso(ms: int) -> str:
 
 
 def _user_id(profile: object) -> int | None:
-    """A profile id as a Nexudus user id: the integer it spells, else None."""
+    """A profile id as a Nexudus user id: the integer whose decimal string it is (API.md §1),
+    else None ("007" is another profile than "7")."""
     if isinstance(profile, str) and profile.isascii() and profile.isdigit() and len(profile) < 19:
-        return int(profile)
+        number = int(profile)
+        return number if str(number) == profile else None
     return None
 
 
