@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from rtt.api import nexudus, nexudus_auth
-from rtt.settings import ApiUser, AppConfig
+from rtt.settings import ApiUser, AppConfig, demo_apps
 
 SECRET = "app-secret-0123456789abcdef0123456789abcdef"
 
@@ -116,3 +116,11 @@ def test_a_record_shows_integer_profiles_and_leaves_out_the_others():
     assert record["UniqueId"] == "01234567-89ab-cdef-0123-456789abcdef"
     assert record["CreatedOn"] == "2025-01-15T10:30:00.123Z"
     assert record["UpdatedOn"] == "2025-01-15T10:30:00.999Z"
+
+
+def test_the_demo_apps_api_user_signs_in_with_the_printed_password():
+    """`rtt serve` without a config prints the demo app's API user password: it must work."""
+    apps, printed = demo_apps()
+    caller = nexudus_auth.by_password(apps, "admin", printed["admin_password"])
+    assert caller is not None and caller.app_id == "demo"
+    assert all(caller.may(f"ChatUserMessage-{r}") for r in ("List", "Create", "Delete"))
