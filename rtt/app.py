@@ -13,12 +13,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from rtt.api import rtt_socket
+from rtt.api import nexudus, rtt_socket
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
-from rtt.core import channel, events, messaging, system
+from rtt.core import channel, chat_user_messages, events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
@@ -83,7 +83,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     """The HTTP app; its lifespan starts the engine and hands `/rtt` to the WebSocket protocol."""
     engine = engine or build_engine(settings)
     registry = Operations.combine(
-        messaging.operations, events.operations, system.operations, channel.operations
+        messaging.operations,
+        events.operations,
+        system.operations,
+        channel.operations,
+        chat_user_messages.operations,
     )
     node = Node(settings, engine, Hub(engine.presence), registry)
     hub = node.hub
@@ -105,6 +109,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *RONGCLOUD_ROUTES,
+            *nexudus.ROUTES,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

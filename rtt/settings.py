@@ -208,6 +208,16 @@ class Settings(BaseSettings):
         description="distinct fromUserIds recorded per app as system identities; a new one"
         " past it answers 1002",
     )
+    # --- the Nexudus door (API.md §9) ---------------------------------------------------------
+    nexudus_token_seconds: int = Field(
+        3600, ge=60, le=30 * 24 * 3600, description="lifetime of a POST /api/token bearer token"
+    )
+    nexudus_reply_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=256 * 1024,
+        le=1024 * 1024 * 1024,
+        description="a GET /api/sys/chatusermessages page stops at this many bytes of records",
+    )
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

@@ -237,13 +237,14 @@ class Presence(Protocol):
 
 @dataclass
 class Engine:
-    """The four roles of one node, started and closed together."""
+    """The roles of one node, started and closed together."""
 
     store: Store
     outbox: PushOutbox
     broker: Broker
     presence: Presence
     channel: SystemChannel
+    numbers: MessageNumbers
 
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
@@ -298,3 +299,21 @@ class SystemChannel(Protocol):
         atomic step, under the outbox's retention like every other entry."""
 
     async def close(self) -> None: ...
+
+
+class MessageNumbers(Protocol):
+    """Every stored message's integer number (a Nexudus `Id`, API.md §9), whichever door sent
+    it: given in the same transaction that stores the message, unique in the app across every
+    node, never reused, growing in send order. A deleted message loses its number."""
+
+    async def numbers(self, app: str, msg_ids: list[str]) -> dict[str, int]:
+        """msg_id → number of those of the messages that exist."""
+
+    async def message_id(self, app: str, number: int) -> str | None:
+        """The msgId of the message with this number, None if there is none (any more)."""
+
+    async def window(
+        self, app: str, descending: bool, start: int, limit: int
+    ) -> tuple[int, list[tuple[int, str]]]:
+        """(how many messages the app holds, up to `limit` (number, msgId) from index `start`
+        in number order); reads the numbers only, never a message."""

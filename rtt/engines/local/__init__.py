@@ -7,6 +7,7 @@ from pathlib import Path
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.local.broker import LocalBroker
 from rtt.engines.local.channel import LocalChannel
+from rtt.engines.local.numbers import SqliteMessageNumbers
 from rtt.engines.local.presence import LocalPresence
 from rtt.engines.local.store import SqliteStore
 
@@ -30,4 +31,5 @@ def local_engine(
         broker=LocalBroker(),
         presence=LocalPresence(),
         channel=LocalChannel(store.database),
+        numbers=SqliteMessageNumbers(store.database),
     )

@@ -157,3 +157,14 @@ def channel_rate(app: str) -> str:
 def channel_senders(app: str) -> str:
     """Set of the app's system-channel senders (`fromUserId`s): its recorded system identities."""
     return f"rtt:{_app(app)}:rc:senders"
+
+
+def message_counter(app: str) -> str:
+    """The app's last message number (INCR in append_message.lua): never goes back."""
+    return f"rtt:{_app(app)}:number"
+
+
+def message_numbers(app: str) -> str:
+    """Sorted set of the app's message ids scored by their number (a Nexudus `Id`): the number
+    of a message, the message of a number, and the app's messages in number order."""
+    return f"rtt:{_app(app)}:numbers"

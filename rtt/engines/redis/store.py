@@ -253,6 +253,7 @@ class RedisStore:
         script_keys += await sliced(
             inbox, lambda some: keys.profile_keys(app, some, keys.SEQ, keys.STREAM, keys.BOX)
         )
+        script_keys += [keys.message_counter(app), keys.message_numbers(app)]
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
@@ -317,6 +318,7 @@ class RedisStore:
             ]
             for p in holders:
                 script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
+            script_keys.append(keys.message_numbers(app))
             args: list[Any] = [
                 action, msg_id, expected_ver, content, now, fid, frame.head, frame.tail,
                 self._frame_ttl_ms, self._max_items, len(holders), *holders,
