@@ -45,6 +45,12 @@ STALE = -1
 Work = Coroutine[Any, Any, None]
 
 
+def heartbeat_seconds(node: Node) -> int:
+    """The heartbeat period clients are told, a whole number of seconds (typed clients cast
+    it to an integer; brainCloud's client hands it to setInterval): at least 1."""
+    return max(1, int(node.settings.heartbeat_seconds))
+
+
 class Gateway(Wire, Protocol):
     """What a socket needs of its connection besides the session's Wire."""
 
@@ -270,7 +276,7 @@ class RttSocket:
                 "CONNECT",
                 {
                     "cxId": new_id(),
-                    "heartbeatSeconds": node.settings.heartbeat_seconds,
+                    "heartbeatSeconds": heartbeat_seconds(node),
                     "seq": latest,
                     "epoch": node.engine.store.epoch,
                 },

@@ -7,7 +7,7 @@ from typing import Any
 
 from rtt import tokens
 from rtt.core.node import Node
-from rtt.core.registry import SERVER, Caller, Operations
+from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.identities import is_system_identity
 from rtt.domain.paging import cut_short, decode_after, encode_after
@@ -74,7 +74,8 @@ async def request_client_connection_token(
     }
 
 
-@operations.add("heartbeat", "HEARTBEAT", roles=(SERVER,))
-async def heartbeat(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    """Keeps an S2S session alive; the dispatcher extends the session on every packet."""
-    return {}
+@operations.add("heartbeat", "HEARTBEAT", roles=(SERVER, CLIENT))
+async def heartbeat(node: Node, caller: Caller, data: dict[str, Any]) -> None:
+    """Keeps an S2S or client session alive: the dispatchers extend the session on every
+    packet, so there is nothing left to do. brainCloud answers `"data": null`."""
+    return None

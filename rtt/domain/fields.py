@@ -90,6 +90,13 @@ def distinct_ids(values: list[Any], name: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def split_ids(values: list[Any]) -> tuple[list[str], list[Any]]:
+    """(the well-formed ids, duplicates folded, order kept; the malformed entries as sent):
+    for sends that report a bad recipient per profile instead of refusing the rest."""
+    valid = list(dict.fromkeys(v for v in values if is_profile_id(v)))
+    return valid, [v for v in values if not is_profile_id(v)]
+
+
 def raw_list(
     data: dict[str, Any], name: str, *, max_count: int, recipients: bool = False
 ) -> list[Any]:
