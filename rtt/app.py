@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from rtt.api import rtt_socket
+from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
 from rtt.api.s2s import s2s_dispatcher
-from rtt.core import events, messaging, system
+from rtt.core import accounts, events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
@@ -81,7 +82,9 @@ async def _watch_epoch(node: Node) -> None:
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
     """The HTTP app; its lifespan starts the engine and hands `/rtt` to the WebSocket protocol."""
     engine = engine or build_engine(settings)
-    registry = Operations.combine(messaging.operations, events.operations, system.operations)
+    registry = Operations.combine(
+        messaging.operations, events.operations, system.operations, accounts.operations
+    )
     node = Node(settings, engine, Hub(engine.presence), registry)
     hub = node.hub
 
@@ -99,6 +102,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     app = Starlette(
         routes=[
             Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
+            Route("/dispatcherv2", client_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

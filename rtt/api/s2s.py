@@ -158,7 +158,7 @@ def _packet_error(packet_id: object, count: int, error: RttError) -> Response:
     )
 
 
-def _is_packet_id(packet_id: object) -> TypeGuard[int]:
+def is_packet_id(packet_id: object) -> TypeGuard[int]:
     return (
         isinstance(packet_id, int)
         and not isinstance(packet_id, bool)
@@ -201,12 +201,12 @@ async def _session_packet(
         else:
             session = await _live_session(node, session_id)
             caller = Caller(session.app, node.settings.apps[session.app])
-        if not _is_packet_id(packet_id):
+        if not is_packet_id(packet_id):
             raise invalid(f"packetId must be an integer from 0 to {MAX_PACKET_ID}")
         if not isinstance(messages, list) or not 0 < len(messages) <= MAX_PACKET_MESSAGES:
             raise invalid(f"messages must be a list of 1 to {MAX_PACKET_MESSAGES} operations")
     except RttError as e:  # a packetId that is not one is not echoed either
-        return _packet_error(packet_id if _is_packet_id(packet_id) else None, count, e)
+        return _packet_error(packet_id if is_packet_id(packet_id) else None, count, e)
     if session.last_packet is not None and packet_id < session.last_packet:
         return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
 

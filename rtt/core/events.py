@@ -39,7 +39,7 @@ def _sender(caller: Caller, sender: object) -> str | None:
         return None
     if not fields.is_profile_id(sender):
         raise invalid('fromProfileId must be a profileId, null or "System"')
-    if sender == "System" or is_system_identity(sender, caller.app.system_identities):
+    if sender == "System" or is_system_identity(str(sender), caller.app.system_identities):
         return None
     return str(sender)
 

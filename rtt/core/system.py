@@ -12,6 +12,7 @@ from rtt.domain import fields
 from rtt.domain.identities import is_system_identity
 from rtt.domain.paging import cut_short, decode_after, encode_after
 from rtt.errors import Reason, RttError, read_only
+from rtt.settings import Settings
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
 
@@ -59,19 +60,19 @@ async def request_client_connection_token(
     if is_system_identity(profile, caller.app.system_identities):
         raise read_only(f"{profile!r} is a system identity of the app, not a profile")
     token, expires_at = tokens.mint(caller.app_id, caller.app, profile, ttl)
-    settings = node.settings
-    return {
-        "token": token,
-        "expiresAt": expires_at * 1000,
-        "endpoints": [
-            {
-                "protocol": "ws",
-                "host": settings.endpoint_host,
-                "port": settings.endpoint_port,
-                "ssl": False,
-            }
-        ],
-    }
+    return {"token": token, "expiresAt": expires_at * 1000, "endpoints": endpoints(node.settings)}
+
+
+def endpoints(settings: Settings) -> list[dict[str, Any]]:
+    """Where clients open their socket: this node's public address (RTT_PUBLIC_HOST/PORT)."""
+    return [
+        {
+            "protocol": "ws",
+            "host": settings.endpoint_host,
+            "port": settings.endpoint_port,
+            "ssl": False,
+        }
+    ]
 
 
 @operations.add("heartbeat", "HEARTBEAT", roles=(SERVER, CLIENT))

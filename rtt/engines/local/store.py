@@ -156,6 +156,11 @@ class SqliteStore:
         self._max_seconds = stream_max_seconds
         self.epoch = ""
 
+    @property
+    def database(self) -> Database:
+        """The one connection and thread: the engine's other SQLite parts share it."""
+        return self._db
+
     def _settle(self, committed: bool) -> None:
         staged, self._staged = self._staged, []
         if committed:

@@ -140,3 +140,28 @@ def node_profiles(node_id: str) -> str:
 def presence_member(app: str, profile_id: str) -> str:
     """One (app, profile) as a member of `node_profiles`: the length prefix splits it."""
     return f"{_app(app)}{profile_id}"
+
+
+# --- brainCloud client accounts (engines/redis/accounts.py) ----------------------------------
+
+
+def identity(app: str, kind: str, external_id: str) -> str:
+    """Hash {profile, secret} of one sign-in identity; `kind` is a fixed word (Anonymous, …)."""
+    return f"rtt:{_app(app)}:identity:{kind}:{external_id}"
+
+
+def account(app: str, profile_id: str) -> str:
+    """Hash {name, created} of one profile created through the client API."""
+    return f"rtt:{_app(app)}:account:{profile_id}"
+
+
+def account_count(app: str) -> str:
+    return f"rtt:{_app(app)}:accounts"
+
+
+def client_session(session_id: str) -> str:
+    return f"rtt:csession:{session_id}"
+
+
+def rtt_secret(secret: str) -> str:
+    return f"rtt:rttsecret:{secret}"
