@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from rtt.api import nexudus, rtt_socket
+from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
-from rtt.core import channel, chat_user_messages, events, messaging, system
+from rtt.core import accounts, channel, chat_user_messages, events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         messaging.operations,
         events.operations,
         system.operations,
+        accounts.operations,
         channel.operations,
         chat_user_messages.operations,
     )
@@ -106,6 +108,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     app = Starlette(
         routes=[
             Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
+            Route("/dispatcherv2", client_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *RONGCLOUD_ROUTES,

@@ -218,6 +218,25 @@ class Settings(BaseSettings):
         le=1024 * 1024 * 1024,
         description="a GET /api/sys/chatusermessages page stops at this many bytes of records",
     )
+    # --- brainCloud client API (/dispatcherv2, issue 10) -----------------------------------
+    client_session_seconds: float = Field(
+        1200.0, gt=0, description="a client session ends this long after its last packet"
+    )
+    rtt_secret_seconds: float = Field(
+        60.0, gt=0, le=3600, description="an X-RTT-SECRET must open its socket within this"
+    )
+    dispatcher_max_messages: int = Field(
+        50, ge=1, le=1000, description="messages in one client packet; more answers 400/40001"
+    )
+    dispatcher_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="one client packet, after gzip is undone; larger answers 413/40600",
+    )
+    accounts_max_per_app: int = Field(
+        1_000_000, ge=1, description="profiles the client API may create per app; then 40001"
+    )
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

@@ -137,6 +137,7 @@ async def _answer(request: Request, form: bool) -> Response:
         return json_response({"code": e.code, "errorMessage": e.message}, e.status, headers)
     if form:
         return json_response({"code": OK}, 200, headers)
+    assert result is not None  # the send operation always answers an object
     answer = {"code": 0, "result": {"messageUIDs": result["messageUIDs"]}}
     return json_response(answer, 200, headers)
 

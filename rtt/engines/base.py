@@ -246,6 +246,8 @@ class Engine:
     channel: SystemChannel
     numbers: MessageNumbers
 
+    accounts: Accounts
+
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
         await self.presence.start()
@@ -317,3 +319,61 @@ class MessageNumbers(Protocol):
     ) -> tuple[int, list[tuple[int, str]]]:
         """(how many messages the app holds, up to `limit` (number, msgId) from index `start`
         in number order); reads the numbers only, never a message."""
+
+
+# --- brainCloud client accounts and sessions (/dispatcherv2) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A profile as one of its identities sees it: the profile, its name, and the identity's
+    secret (a password hash for Universal, None for Anonymous)."""
+
+    profile: str
+    name: str
+    created_at: int  # ms
+    secret: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSession:
+    """A signed-in client of the brainCloud client API: who it is, until when."""
+
+    session_id: str
+    app: str
+    profile: str
+    name: str
+    expires_at: float  # epoch seconds
+
+
+class AccountLimit(Exception):
+    """The app holds as many profiles as RTT_ACCOUNTS_MAX_PER_APP allows."""
+
+
+class Accounts(Protocol):
+    """Profiles, their identities, client sessions and RTT connection secrets, shared by every
+    node. An identity (app, kind, external id) names one profile, on every node: creating it is
+    one atomic step, so two nodes creating the same identity at once end with one profile.
+    Sessions and secrets expire on their own; profiles stay."""
+
+    async def find(self, app: str, kind: str, external_id: str) -> Account | None: ...
+
+    async def create(
+        self, app: str, kind: str, external_id: str, account: Account, max_accounts: int
+    ) -> tuple[Account, bool]:
+        """Create `account` under the identity unless the identity exists: (the identity's
+        account, True if created). AccountLimit if the app already has `max_accounts`."""
+
+    async def open_session(self, session: ClientSession) -> None:
+        """Store a new session until its `expires_at`."""
+
+    async def touch_session(self, session_id: str, ttl: float) -> ClientSession | None:
+        """The live session, its expiry pushed to now + `ttl` in the same step; None if it is
+        unknown or expired."""
+
+    async def issue_rtt_secret(self, secret: str, session: ClientSession, ttl: float) -> None:
+        """Bind a socket secret to `session` for `ttl` seconds."""
+
+    async def take_rtt_secret(self, secret: str) -> ClientSession | None:
+        """The session the secret was issued for, and the secret is gone (single use); None if
+        unknown, used or expired."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
+from rtt.engines.local.accounts import LocalAccounts
 from rtt.engines.local.broker import LocalBroker
 from rtt.engines.local.channel import LocalChannel
 from rtt.engines.local.numbers import SqliteMessageNumbers
@@ -32,4 +33,5 @@ def local_engine(
         presence=LocalPresence(),
         channel=LocalChannel(store.database),
         numbers=SqliteMessageNumbers(store.database),
+        accounts=LocalAccounts(store.database),
     )

@@ -10,6 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
+from rtt.engines.redis.accounts import RedisAccounts
 from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.channel import RedisChannel
 from rtt.engines.redis.numbers import RedisMessageNumbers
@@ -82,4 +83,5 @@ def redis_engine(
         presence=RedisPresence(client(), uuid.uuid4().hex, presence_ttl),
         channel=RedisChannel(client()),
         numbers=RedisMessageNumbers(store_client),
+        accounts=RedisAccounts(store_client),  # the store's pool: no extra connections
     )

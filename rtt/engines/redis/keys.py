@@ -168,3 +168,28 @@ def message_numbers(app: str) -> str:
     """Sorted set of the app's message ids scored by their number (a Nexudus `Id`): the number
     of a message, the message of a number, and the app's messages in number order."""
     return f"rtt:{_app(app)}:numbers"
+
+
+# --- brainCloud client accounts (engines/redis/accounts.py) ----------------------------------
+
+
+def identity(app: str, kind: str, external_id: str) -> str:
+    """Hash {profile, secret} of one sign-in identity; `kind` is a fixed word (Anonymous, …)."""
+    return f"rtt:{_app(app)}:identity:{kind}:{external_id}"
+
+
+def account(app: str, profile_id: str) -> str:
+    """Hash {name, created} of one profile created through the client API."""
+    return f"rtt:{_app(app)}:account:{profile_id}"
+
+
+def account_count(app: str) -> str:
+    return f"rtt:{_app(app)}:accounts"
+
+
+def client_session(session_id: str) -> str:
+    return f"rtt:csession:{session_id}"
+
+
+def rtt_secret(secret: str) -> str:
+    return f"rtt:rttsecret:{secret}"
