@@ -17,6 +17,7 @@ from rtt.api import rtt_socket
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
 from rtt.api.s2s import s2s_dispatcher
+from rtt.api.status import status_endpoint
 from rtt.core import events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/status", status_endpoint(), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
