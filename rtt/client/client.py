@@ -223,8 +223,8 @@ class Client:
                 try:
                     ws, hello = await self._open(url)
                 except _Attempt as failed:
-                    refusals = self._check_refusal(failed.refused, refusals)
                     self.stats.failed_attempts += 1
+                    refusals = self._check_refusal(failed.refused, refusals)
                     self._next_url()
                     await asyncio.sleep(self._delay(attempt))
                     attempt += 1
