@@ -69,7 +69,7 @@ async def test_connects_streams_and_answers_requests(server: RunningServer, s2s:
 
 
 async def test_heartbeats_keep_an_idle_connection_open(tmp_path: Path) -> None:
-    """The node closes a socket silent for 2 × heartbeatSeconds (0.3 s here); the client beats
+    """The node closes a socket silent for twice heartbeatSeconds (0.3 s here); the client beats
     every heartbeatSeconds, so 1.5 s of idleness costs it no reconnect."""
     async with (
         running(settings_for(tmp_path, heartbeat_seconds=0.3)) as server,
