@@ -28,7 +28,7 @@ def seconds(run_time: str) -> float:
     parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", run_time)
     if not run_time or parts is None:
         raise ValueError(f"run time {run_time!r}: use e.g. 10s, 1m30s, 2h")
-    return float(sum(int(n) * UNITS[u] for n, u in zip(parts.groups(), "hms") if n))
+    return float(sum(int(n) * UNITS[u] for n, u in zip(parts.groups(), "hms", strict=True) if n))
 
 
 def locust_command(host: str, users: int, spawn_rate: float, run_time: str) -> list[str]:
@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--csv", args.csv]
         print(f"locust: {args.users} users for {args.run_time} against {node.http}", flush=True)
         try:
-            return subprocess.run(command, timeout=limit, check=False).returncode
+            # locust logs its table on stderr: print it on stdout, where a table belongs
+            run = subprocess.run(command, timeout=limit, check=False, stderr=subprocess.STDOUT)
+            return run.returncode
         except subprocess.TimeoutExpired:
             print(f"locust did not finish within {limit:.0f} s", file=sys.stderr)
             return 1
