@@ -8,6 +8,8 @@ thousands of clients; these pin each behaviour on its own.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,36 @@ async def test_duplicates_are_dropped_and_a_gap_resumes(scripted) -> None:
         assert client.stats.connects == 2
     assert connects[0] == {"auth": {"token": "any-token"}, "since": 0}
     assert connects[1] == {"auth": {"token": "any-token"}, "since": 1, "epoch": "e1"}
+
+
+async def test_the_readme_example_receives_a_message(server: RunningServer, s2s: S2S, tmp_path):
+    """The README's Python client example, run as written (its URL from RTT_URL), prints the
+    first message sent to its profile and exits."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Python client", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 15
+    (tmp_path / "client.py").write_text(example)
+    (tmp_path / "token.txt").write_text(token("p1") + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "client.py",
+        cwd=tmp_path,
+        env={**os.environ, "RTT_URL": server.ws_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(10):
+            while server.node.hub.counts() != (1, 1):
+                assert process.returncode is None, await process.stderr.read()
+                await asyncio.sleep(0.05)
+        await s2s.send(["p1"], {"text": "hello"})
+        async with asyncio.timeout(10):
+            out, err = await process.communicate()
+        assert process.returncode == 0, err
+        assert out.decode() == "1 {'text': 'hello'}\n"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
