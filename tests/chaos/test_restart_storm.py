@@ -3,9 +3,10 @@
 Each profile's client (the SDK's rtt.client, run by tests/support/storm.py) reconnects with
 jittered exponential backoff and CONNECTs with `since` = the last seq it saw and the store's
 `epoch`. S2S sends go to the profiles before the restart, racing the SIGTERM (a refused send
-does not count; an acknowledged one must arrive) and while the clients stream back. At the end every profile's stream must be 1..latest
-with no gap and no duplicate, hold every acknowledged message exactly once, and carry no RESYNC:
-a clean restart changes no epoch and drops nothing a cursor points at.
+does not count; an acknowledged one must arrive) and while the clients stream back. At the end
+every profile's stream must be 1..latest with no gap and no duplicate, hold every acknowledged
+message exactly once, and carry no RESYNC: a clean restart changes no epoch and drops nothing a
+cursor points at.
 
 Figures (sockets, reconnect times, total) are printed: run with `-s -n 0` to see them.
 """
