@@ -13,12 +13,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from rtt.api import rtt_socket
+from rtt.api import nexudus, rtt_socket
+from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
+from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
 from rtt.api.status import status_endpoint
-from rtt.core import events, messaging, system
+from rtt.core import accounts, channel, chat_user_messages, events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
@@ -82,7 +84,14 @@ async def _watch_epoch(node: Node) -> None:
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
     """The HTTP app; its lifespan starts the engine and hands `/rtt` to the WebSocket protocol."""
     engine = engine or build_engine(settings)
-    registry = Operations.combine(messaging.operations, events.operations, system.operations)
+    registry = Operations.combine(
+        messaging.operations,
+        events.operations,
+        system.operations,
+        accounts.operations,
+        channel.operations,
+        chat_user_messages.operations,
+    )
     node = Node(settings, engine, Hub(engine.presence), registry)
     hub = node.hub
 
@@ -100,9 +109,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     app = Starlette(
         routes=[
             Route("/s2sdispatcher", s2s_dispatcher, methods=["POST"]),
+            Route("/dispatcherv2", client_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/status", status_endpoint(), methods=["GET"]),
+            *RONGCLOUD_ROUTES,
+            *nexudus.ROUTES,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

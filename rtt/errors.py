@@ -48,6 +48,13 @@ class Reason(IntEnum):
     RATE_LIMITED = 40650
     ENGINE_UNAVAILABLE = 50301
     SERVER_RESTARTING = 50302  # DISCONNECT before 1012: the node is stopping, reconnect
+    # brainCloud client API (/dispatcherv2): the codes its client library knows
+    MISSING_IDENTITY = 40206  # no such identity and forceCreate is false
+    BAD_SIGNATURE = 40301  # X-SIG does not match the packet and the app's secret
+    SESSION_EXPIRED = 40303  # the client re-authenticates on this (and on 40304)
+    WRONG_PASSWORD = 40307  # brainCloud's TOKEN_DOES_NOT_MATCH_USER
+    BAD_AUTHENTICATION_TYPE = 40315
+    UNKNOWN_APP = 40316  # brainCloud's INVALID_GAME_ID
 
 
 def invalid(message: str) -> RttError:

@@ -191,6 +191,52 @@ class Settings(BaseSettings):
     )
     config_path: Path | None = Field(None, exclude=True)
     generated_secrets: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # --- system channel (RongCloud dialect) -------------------------------------------------
+    rongcloud_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="a signed request's Timestamp may be this far from the node's clock;"
+        " its nonce is remembered until the Timestamp leaves the window",
+    )
+    rongcloud_max_nonces: int = Field(
+        100_000, ge=1, description="live nonces remembered per app; past it requests answer 1008"
+    )
+    rongcloud_max_senders: int = Field(
+        10_000,
+        ge=1,
+        description="distinct fromUserIds recorded per app as system identities; a new one"
+        " past it answers 1002",
+    )
+    # --- the Nexudus door (API.md §9) ---------------------------------------------------------
+    nexudus_token_seconds: int = Field(
+        3600, ge=60, le=30 * 24 * 3600, description="lifetime of a POST /api/token bearer token"
+    )
+    nexudus_reply_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=256 * 1024,
+        le=1024 * 1024 * 1024,
+        description="a GET /api/sys/chatusermessages page stops at this many bytes of records",
+    )
+    # --- brainCloud client API (/dispatcherv2, issue 10) -----------------------------------
+    client_session_seconds: float = Field(
+        1200.0, gt=0, description="a client session ends this long after its last packet"
+    )
+    rtt_secret_seconds: float = Field(
+        60.0, gt=0, le=3600, description="an X-RTT-SECRET must open its socket within this"
+    )
+    dispatcher_max_messages: int = Field(
+        50, ge=1, le=1000, description="messages in one client packet; more answers 400/40001"
+    )
+    dispatcher_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="one client packet, after gzip is undone; larger answers 413/40600",
+    )
+    accounts_max_per_app: int = Field(
+        1_000_000, ge=1, description="profiles the client API may create per app; then 40001"
+    )
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

@@ -29,7 +29,7 @@ from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
 from rtt.domain.ratelimit import TokenBucket
-from rtt.engines.base import EngineUnavailable
+from rtt.engines.base import ClientSession, EngineUnavailable
 from rtt.errors import CloseCode, Reason, RttError, invalid
 from rtt.protocol import TooDeep, dumps, loads_untrusted, unsequenced
 from rtt.realtime.session import Healing, Session, Wire
@@ -39,10 +39,18 @@ from rtt.websocket.protocol import Endpoint, WebSocketProtocol
 log = logging.getLogger("rtt.socket")
 
 PATH = "/rtt"
+BRAINCLOUD_PATH = "/"  # the brainCloud client library dials host:port with no path
+TEXT_FIN, BINARY_FIN = b"\x81", b"\x82"  # first byte of a whole text / binary frame
 HEADROOM = 64 * 1024  # a message this much over an app's limit still gets a TOO_LARGE reply
 STALE = -1
 
 Work = Coroutine[Any, Any, None]
+
+
+def heartbeat_seconds(node: Node) -> int:
+    """The heartbeat period clients are told, a whole number of seconds (typed clients cast
+    it to an integer; brainCloud's client hands it to setInterval): at least 1."""
+    return max(1, int(node.settings.heartbeat_seconds))
 
 
 class Gateway(Wire, Protocol):
@@ -67,10 +75,8 @@ def _expected_connect() -> _Refused:
     return _Refused("expected rtt/CONNECT", Reason.INVALID_REQUEST, CloseCode.PROTOCOL_ERROR)
 
 
-def _check_connect(
-    node: Node, payload: bytes | None, query_token: str | None
-) -> tuple[tokens.Identity, int | None]:
-    """The first message must be a valid CONNECT: return (identity, since), or raise _Refused."""
+def _connect_data(node: Node, payload: bytes | None) -> dict[str, Any]:
+    """The first message must be a CONNECT: its data object, or raise _Refused."""
     try:
         frame = (
             loads_untrusted(payload, node.settings.max_json_depth) if payload is not None else None
@@ -89,10 +95,19 @@ def _check_connect(
             Reason.INVALID_REQUEST,
             CloseCode.PROTOCOL_ERROR,
         )
-    data: dict[str, Any] = frame["data"] if isinstance(frame.get("data"), dict) else {}
-    auth: dict[str, Any] = data["auth"] if isinstance(data.get("auth"), dict) else {}
+    return frame["data"] if isinstance(frame.get("data"), dict) else {}
+
+
+def _auth(data: dict[str, Any]) -> dict[str, Any]:
+    return data["auth"] if isinstance(data.get("auth"), dict) else {}
+
+
+def _check_connect(
+    node: Node, data: dict[str, Any], query_token: str | None
+) -> tuple[tokens.Identity, int | None]:
+    """A CONNECT with a token: return (identity, since), or raise _Refused."""
     try:
-        identity = tokens.verify(query_token or auth.get("token"), node.settings.apps)
+        identity = tokens.verify(query_token or _auth(data).get("token"), node.settings.apps)
     except tokens.TokenError as e:
         raise _Refused(str(e), Reason.BAD_AUTH, CloseCode.AUTH_FAILED) from e
     if data.get("appId") not in (None, identity.app) or data.get("profileId") not in (
@@ -102,10 +117,19 @@ def _check_connect(
         raise _Refused(
             "appId/profileId do not match the token", Reason.BAD_AUTH, CloseCode.AUTH_FAILED
         )
-    if not node.settings.apps[identity.app].features.rtt:
+    _check_rtt_enabled(node, identity.app)
+    return identity, _since(node, data)
+
+
+def _check_rtt_enabled(node: Node, app: str) -> None:
+    if not node.settings.apps[app].features.rtt:
         raise _Refused(
             "rtt is not enabled for this app", Reason.FEATURE_NOT_ENABLED, CloseCode.AUTH_FAILED
         )
+
+
+def _since(node: Node, data: dict[str, Any]) -> int | None:
+    """CONNECT's resume cursor: None (go live), STALE (RESYNC) or a seq; _Refused if bad."""
     since = data.get("since")
     if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
         raise _Refused(
@@ -114,7 +138,65 @@ def _check_connect(
     epoch = data.get("epoch")
     if since is not None and isinstance(epoch, str) and epoch != node.engine.store.epoch:
         since = STALE  # a cursor into a stream the store no longer has
-    return identity, since
+    return since
+
+
+def _check_session(data: dict[str, Any], session: ClientSession | None) -> ClientSession:
+    """A CONNECT with an X-RTT-SECRET: the secret's session, if CONNECT names the same one."""
+    refused = _Refused(
+        "unknown, used or expired X-RTT-SECRET", Reason.BAD_AUTH, CloseCode.AUTH_FAILED
+    )
+    if session is None:
+        raise refused
+    claimed = (data.get("appId"), data.get("profileId"), data.get("sessionId"))
+    bound = (session.app, session.profile, session.session_id)
+    if any(value not in (None, expected) for value, expected in zip(claimed, bound, strict=True)):
+        raise _Refused(
+            "appId/profileId/sessionId do not match the X-RTT-SECRET",
+            Reason.BAD_AUTH,
+            CloseCode.AUTH_FAILED,
+        )
+    return session
+
+
+class BinaryFrames:
+    """The gateway of a socket opened by the brainCloud client library, which parses only
+    binary messages (in Node.js its `ws` hands it a text message as a string, which it never
+    parses; a browser's Blob likewise): every data frame goes out as binary. Only the opcode
+    differs; the payload is the same JSON."""
+
+    __slots__ = ("_gateway",)
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    @property
+    def last_received(self) -> float:
+        return self._gateway.last_received
+
+    @last_received.setter
+    def last_received(self, value: float) -> None:
+        self._gateway.last_received = value
+
+    def write(self, frame: bytes) -> None:
+        if frame[:1] == TEXT_FIN:
+            frame = BINARY_FIN + frame[1:]
+        self._gateway.write(frame)
+
+    async def drain(self) -> bool:
+        return await self._gateway.drain()
+
+    def close(self, code: int, reason: str) -> None:
+        self._gateway.close(code, reason)
+
+    def pause_reading(self) -> None:
+        self._gateway.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._gateway.resume_reading()
+
+    def spawn(self, work: Work) -> asyncio.Task[None]:
+        return self._gateway.spawn(work)
 
 
 class RttSocket:
@@ -130,6 +212,7 @@ class RttSocket:
         "_healing",
         "_holding",
         "_node",
+        "_secret",
         "_session",
         "_timer",
         "_token",
@@ -137,12 +220,18 @@ class RttSocket:
     )
 
     def __init__(
-        self, node: Node, healing: Healing, gateway: Gateway, query_token: str | None
+        self,
+        node: Node,
+        healing: Healing,
+        gateway: Gateway,
+        query_token: str | None,
+        query_secret: str | None = None,
     ) -> None:
         self._node = node
         self._healing = healing
         self._gateway = gateway
         self._token = query_token  # until CONNECT
+        self._secret = query_secret  # an X-RTT-SECRET (brainCloud client), until CONNECT
         self._session: Session | None = None
         self._caller: Caller | None = None
         self._bucket: TokenBucket | None = None
@@ -242,23 +331,50 @@ class RttSocket:
     def _connect(self, payload: bytes | None) -> Work | None:
         node = self._node
         try:
-            identity, since = _check_connect(node, payload, self._token)
+            data = _connect_data(node, payload)
+            secret = self._secret or _auth(data).get("X-RTT-SECRET")
+            if secret is not None and not (self._token or _auth(data).get("token")):
+                self._gateway = BinaryFrames(self._gateway)
+                return self._connect_with_secret(str(secret), data)
+            identity, since = _check_connect(node, data, self._token)
         except _Refused as refused:
             self._refuse(refused.reason, refused.code, refused.close)
             return None
         self._token = None
-        app = node.settings.apps[identity.app]
-        self._caller = Caller(identity.app, app, identity.profile, identity.name)
+        return self._go_live(self._open(identity.app, identity.profile, identity.name), since)
+
+    async def _connect_with_secret(self, secret: str, data: dict[str, Any]) -> None:
+        """CONNECT as the brainCloud client sends it: the X-RTT-SECRET its session asked for
+        (single use) and that session still live. Then the socket is like any other."""
+        node = self._node
+        self._secret = None
+        accounts = node.engine.accounts
+        try:
+            session = _check_session(data, await accounts.take_rtt_secret(secret[:128]))
+            _check_rtt_enabled(node, session.app)
+            since = _since(node, data)
+            live = await accounts.touch_session(
+                session.session_id, node.settings.client_session_seconds
+            )
+            if live is None:
+                raise _Refused("the session expired", Reason.SESSION_EXPIRED, CloseCode.AUTH_FAILED)
+        except _Refused as refused:
+            self._refuse(refused.reason, refused.code, refused.close)
+            return
+        if self._closed:  # gone while the engine answered: it never joined the hub
+            return
+        await self._go_live(self._open(live.app, live.profile, live.name or None), since)
+
+    def _open(self, app_id: str, profile: str, name: str | None) -> Session:
+        """The connected socket's caller, rate limit and session. The session exists before
+        any await, so a close from here on always leaves the hub."""
+        app = self._node.settings.apps[app_id]
+        self._caller = Caller(app_id, app, profile, name)
         self._bucket = TokenBucket(app.limits.client_requests_per_second, time.monotonic())
-        # the session exists before any await, so a close from here on always leaves the hub
         self._session = Session(
-            identity.app,
-            identity.profile,
-            node.engine.store,
-            self._gateway,
-            self._healing,
+            app_id, profile, self._node.engine.store, self._gateway, self._healing
         )
-        return self._go_live(self._session, since)
+        return self._session
 
     async def _go_live(self, session: Session, since: int | None) -> None:
         node = self._node
@@ -270,7 +386,7 @@ class RttSocket:
                 "CONNECT",
                 {
                     "cxId": new_id(),
-                    "heartbeatSeconds": node.settings.heartbeat_seconds,
+                    "heartbeatSeconds": heartbeat_seconds(node),
                     "seq": latest,
                     "epoch": node.engine.store.epoch,
                 },
@@ -367,7 +483,7 @@ def endpoint(node: Node) -> Endpoint:
     )
 
     def open_socket(connection: WebSocketProtocol, query: dict[str, str]) -> RttSocket:
-        return RttSocket(node, healing, connection, query.get("token"))
+        return RttSocket(node, healing, connection, query.get("token"), query.get("X-RTT-SECRET"))
 
     return Endpoint(
         PATH,
@@ -376,6 +492,7 @@ def endpoint(node: Node) -> Endpoint:
         buffer_bytes=settings.socket_buffer_bytes,
         drain_timeout=settings.heartbeat_seconds * 2,
         close_timeout=settings.close_timeout_seconds,
+        also_paths=(BRAINCLOUD_PATH,),
     )
 
 

@@ -2,7 +2,7 @@
 
 Credentials are checked before any other field is read. Exactly once, on every node: an
 `Idempotency-Key` and a session's (sessionId, packetId) are each claimed in the engine before
-anything runs (Store.claim: one atomic step shared by all nodes), and the first attempt's
+anything runs (rtt/core/claims.py, shared with the client dispatcher), and the first attempt's
 response is recorded under the claim. A duplicate, wherever it lands, answers that response and
 runs nothing; one that arrives while the first still runs waits for it (polling, at most
 `idempotency_wait_seconds`, then 503 + Retry-After). The same key with another request (app,
@@ -12,12 +12,9 @@ one whose node died frees it after `idempotency_claim_seconds`, so a retry then 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
@@ -25,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rtt.api.http import json_response, parse_json, read_body
+from rtt.core.claims import exactly_once
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
-from rtt.engines.base import ClaimState, EngineUnavailable, S2SSession, Store
+from rtt.engines.base import ClaimState, EngineUnavailable, S2SSession
 from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 
@@ -39,8 +37,6 @@ RETRY_AFTER_SECONDS = "1"
 
 
 KEY_PREFIX = "k:"  # Idempotency-Keys; session packets are claimed as "p:<sessionId>:<packetId>"
-POLL_FIRST_SECONDS = 0.005  # a waiting duplicate asks again after this, doubling
-POLL_MAX_SECONDS = 0.2  # ... up to this
 
 
 def _authenticate(node: Node, fields: object) -> Caller:
@@ -74,14 +70,6 @@ async def _run(node: Node, caller: Caller, message: object) -> dict[str, Any]:
     return {"status": 200, "data": data}
 
 
-def _stored(status: int, body: bytes) -> bytes:
-    return b"%03d" % status + body
-
-
-def _from_store(raw: bytes) -> Response:
-    return Response(raw[3:], int(raw[:3]), media_type="application/json")
-
-
 def fingerprint(app: str, server: str, body: bytes) -> bytes:
     """What an Idempotency-Key is bound to: the app, the calling server and the exact body."""
     return hashlib.sha256(dumps([app, server]) + body).digest()
@@ -89,57 +77,6 @@ def fingerprint(app: str, server: str, body: bytes) -> bytes:
 
 def _still_running() -> RttError:
     return unavailable("the first attempt of this request is still running; retry shortly")
-
-
-async def _renew(
-    store: Store, app: str, key: str, fingerprint: bytes, token: str, ttl: float
-) -> None:
-    """Keep a claim alive while its request runs, however long that takes."""
-    while True:
-        await asyncio.sleep(ttl / 3)
-        with contextlib.suppress(EngineUnavailable):  # the next round tries again
-            await store.claim(app, key, fingerprint, token, ttl)
-
-
-async def _exactly_once(
-    node: Node,
-    app: str,
-    key: str,
-    fingerprint: bytes,
-    lifetime: float,
-    produce: Callable[[], Awaitable[tuple[int, bytes]]],
-) -> tuple[int, bytes] | ClaimState:
-    """Run `produce` at most once for (app, key) across every node sharing the engine and
-    answer its (status, body), here or recorded by the first attempt (for `lifetime` seconds;
-    a status >= 500 is not recorded, so a retry runs). CONFLICT if the key is held for another
-    fingerprint, PENDING if the first attempt was still running after the wait bound."""
-    store, settings = node.engine.store, node.settings
-    token, hold = uuid.uuid4().hex, settings.idempotency_claim_seconds
-    deadline = time.monotonic() + settings.idempotency_wait_seconds
-    delay = POLL_FIRST_SECONDS
-    while True:
-        state, recorded = await store.claim(app, key, fingerprint, token, hold)
-        if state is ClaimState.DONE and recorded is not None:
-            return int(recorded[:3]), recorded[3:]
-        if state is ClaimState.OWNED:
-            break
-        now = time.monotonic()
-        if state is ClaimState.CONFLICT or now >= deadline:
-            return state
-        await asyncio.sleep(min(delay, deadline - now))
-        delay = min(delay * 2, POLL_MAX_SECONDS)
-    renewer = asyncio.create_task(_renew(store, app, key, fingerprint, token, hold))
-    try:
-        status, body = await produce()
-    except BaseException:
-        with contextlib.suppress(EngineUnavailable):  # else it frees itself after `hold`
-            await store.settle(app, key, token, None, 0.0)
-        raise
-    finally:
-        renewer.cancel()
-    record = b"%03d" % status + body if status < 500 else None
-    await store.settle(app, key, token, record, lifetime)
-    return status, body
 
 
 async def _idempotent(
@@ -157,7 +94,7 @@ async def _idempotent(
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         return json_response(invalid("Idempotency-Key must be 1 to 255 characters").body(), 400)
     app = identity[0]
-    result = await _exactly_once(
+    result = await exactly_once(
         node,
         app,
         KEY_PREFIX + key,
@@ -221,7 +158,7 @@ def _packet_error(packet_id: object, count: int, error: RttError) -> Response:
     )
 
 
-def _is_packet_id(packet_id: object) -> TypeGuard[int]:
+def is_packet_id(packet_id: object) -> TypeGuard[int]:
     return (
         isinstance(packet_id, int)
         and not isinstance(packet_id, bool)
@@ -264,12 +201,12 @@ async def _session_packet(
         else:
             session = await _live_session(node, session_id)
             caller = Caller(session.app, node.settings.apps[session.app])
-        if not _is_packet_id(packet_id):
+        if not is_packet_id(packet_id):
             raise invalid(f"packetId must be an integer from 0 to {MAX_PACKET_ID}")
         if not isinstance(messages, list) or not 0 < len(messages) <= MAX_PACKET_MESSAGES:
             raise invalid(f"messages must be a list of 1 to {MAX_PACKET_MESSAGES} operations")
     except RttError as e:  # a packetId that is not one is not echoed either
-        return _packet_error(packet_id if _is_packet_id(packet_id) else None, count, e)
+        return _packet_error(packet_id if is_packet_id(packet_id) else None, count, e)
     if session.last_packet is not None and packet_id < session.last_packet:
         return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
 
@@ -295,7 +232,7 @@ async def _session_packet(
 
     async def produce() -> tuple[int, bytes]:
         # a new session's packet is claimed too: the claim keeps its answer for a resend
-        result = await _exactly_once(
+        result = await exactly_once(
             node,
             session.app,
             f"p:{session.session_id}:{packet_id}",

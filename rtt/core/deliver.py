@@ -13,6 +13,8 @@ send does not hold up every other socket.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from rtt.core.node import Node
@@ -109,3 +111,34 @@ async def publish_change(
         await node.engine.broker.publish(
             Fanout(app_id, frame, profiles, seqs, [b""] * len(targets))
         )
+
+
+async def deliver_channel(
+    node: Node,
+    app_id: str,
+    app: AppConfig,
+    message: Message | None,
+    inbox: list[str],
+    frame: Frame,
+    mids: list[bytes],
+    push: Callable[[str], PushEntry] | None,
+) -> None:
+    """A system-channel send (API.md §8): the caller built its frame, each recipient's part of
+    it (`mids`) and how an offline recipient's notification reads (None: no notification).
+
+    With a `message` it is stored like any system message (inbox entries, a seq per recipient,
+    replayed on resume). Without one (shouldPersist 0) only the push entries are written and
+    the frame goes out live outside the stream (seq 0, like an RTT-only event): a resume never
+    replays it, an offline recipient gets only its notification."""
+    pushes: list[PushEntry] = []
+    if push is not None:
+        offline = await _offline(node, app_id, app, inbox)
+        pushes = await sliced(offline, lambda some: [push(p) for p in some])
+    if message is None:
+        await node.engine.channel.queue_pushes(app_id, pushes)
+        seqs = [0] * len(inbox)
+    else:
+        seqs = await node.engine.store.append_message(
+            app_id, message, inbox, None, frame, mids, pushes
+        )
+    await node.engine.broker.publish(Fanout(app_id, frame, inbox, seqs, mids))

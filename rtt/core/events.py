@@ -9,6 +9,7 @@ from rtt.core.node import Node, now_ms
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.events import Event
+from rtt.domain.identities import is_system_identity
 from rtt.domain.messages import content_bytes, new_id
 from rtt.domain.paging import cut_short, decode_after, encode_after
 from rtt.engines.base import Fanout
@@ -30,6 +31,19 @@ def _event_parts(caller: Caller, data: dict[str, Any]) -> tuple[str, bytes]:
     )
 
 
+def _sender(caller: Caller, sender: object) -> str | None:
+    """The event's fromPlayerId. null and "System" both mean the app itself (the seed accepts
+    either): clients always see it spelled null, as a system message's `from.id` is, and so
+    does any other system identity of the app."""
+    if sender is None:
+        return None
+    if not fields.is_profile_id(sender):
+        raise invalid('fromProfileId must be a profileId, null or "System"')
+    if sender == "System" or is_system_identity(str(sender), caller.app.system_identities):
+        return None
+    return str(sender)
+
+
 @operations.add("event", "SYS_SEND_EVENT_TO_PROFILES", roles=(SERVER,), feature="events")
 async def sys_send_event_to_profiles(
     node: Node, caller: Caller, data: dict[str, Any]
@@ -38,11 +52,8 @@ async def sys_send_event_to_profiles(
         data, "toIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
     )
     event_type, payload = _event_parts(caller, data)
-    sender = data.get("fromProfileId")
-    if sender is not None and not fields.is_profile_id(sender):
-        raise invalid('fromProfileId must be a profileId, null or "System"')
-    valid = list(dict.fromkeys(p for p in raw if fields.is_profile_id(p)))
-    errors = [p for p in raw if not fields.is_profile_id(p)]
+    sender = _sender(caller, data.get("fromProfileId"))
+    valid, errors = fields.split_ids(raw)
     if valid:
         now = now_ms()
         events = [Event(new_id(), event_type, sender, p, now, payload) for p in valid]

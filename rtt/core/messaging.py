@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from rtt.core.channel import refuse_channel_senders
 from rtt.core.deliver import deliver_message, publish_change
 from rtt.core.node import Node, now_ms
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
@@ -71,12 +72,21 @@ async def _current(node: Node, caller: Caller, msg_id: str, wanted: int) -> Mess
 async def _system_send(
     node: Node, caller: Caller, data: dict[str, Any], content: bytes
 ) -> dict[str, Any]:
-    to = fields.id_list(
+    """A malformed profile id is reported in `errorProfiles` and the others get the message
+    (API.md §2: never abort the rest); a send with no well-formed recipient at all is 40001."""
+    raw = fields.raw_list(
         data, "toProfileIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
     )
     sender = system_sender(data.get("fromJson"))
+    to, errors = fields.split_ids(raw)
+    if not to:
+        raise invalid(
+            f"toProfileIds entries must be strings of 1 to {fields.MAX_ID_LENGTH} characters"
+        )
     message = new_message(sender, to, content, now_ms())
     await deliver_message(node, caller.app_id, caller.app, message, to, None)
+    if errors:
+        return {"msgId": message.msg_id, "errorCount": len(errors), "errorProfiles": errors}
     return {"msgId": message.msg_id}
 
 
@@ -275,6 +285,7 @@ async def _refuse_system_replies(
     identities = caller.app.system_identities
     if any(is_system_identity(p, identities) for p in to):
         raise read_only()
+    await refuse_channel_senders(node, caller.app_id, to)
     reply_to = data.get("replyTo")
     if reply_to is None:
         return None

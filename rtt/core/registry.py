@@ -36,6 +36,7 @@ class Caller:
     app: AppConfig
     profile: str | None = None
     name: str | None = None
+    session: str | None = None  # the client session (/dispatcherv2) the call came in on
 
     @property
     def role(self) -> str:
@@ -47,7 +48,8 @@ class Caller:
         return self.profile
 
 
-Handler = Callable[["Node", Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+# an operation answers a data object, or None where brainCloud answers `"data": null`
+Handler = Callable[["Node", Caller, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ class Operations:
 
 async def dispatch(
     node: Node, caller: Caller, service: object, name: object, data: object
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Run one operation for `caller`, or raise the RttError that explains why not."""
     op = node.operations.get(service, name)
     if op is None:

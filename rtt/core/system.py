@@ -7,11 +7,12 @@ from typing import Any
 
 from rtt import tokens
 from rtt.core.node import Node
-from rtt.core.registry import SERVER, Caller, Operations
+from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.identities import is_system_identity
 from rtt.domain.paging import cut_short, decode_after, encode_after
 from rtt.errors import Reason, RttError, read_only
+from rtt.settings import Settings
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
 
@@ -59,22 +60,23 @@ async def request_client_connection_token(
     if is_system_identity(profile, caller.app.system_identities):
         raise read_only(f"{profile!r} is a system identity of the app, not a profile")
     token, expires_at = tokens.mint(caller.app_id, caller.app, profile, ttl)
-    settings = node.settings
-    return {
-        "token": token,
-        "expiresAt": expires_at * 1000,
-        "endpoints": [
-            {
-                "protocol": "ws",
-                "host": settings.endpoint_host,
-                "port": settings.endpoint_port,
-                "ssl": False,
-            }
-        ],
-    }
+    return {"token": token, "expiresAt": expires_at * 1000, "endpoints": endpoints(node.settings)}
 
 
-@operations.add("heartbeat", "HEARTBEAT", roles=(SERVER,))
-async def heartbeat(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
-    """Keeps an S2S session alive; the dispatcher extends the session on every packet."""
-    return {}
+def endpoints(settings: Settings) -> list[dict[str, Any]]:
+    """Where clients open their socket: this node's public address (RTT_PUBLIC_HOST/PORT)."""
+    return [
+        {
+            "protocol": "ws",
+            "host": settings.endpoint_host,
+            "port": settings.endpoint_port,
+            "ssl": False,
+        }
+    ]
+
+
+@operations.add("heartbeat", "HEARTBEAT", roles=(SERVER, CLIENT))
+async def heartbeat(node: Node, caller: Caller, data: dict[str, Any]) -> None:
+    """Keeps an S2S or client session alive: the dispatchers extend the session on every
+    packet, so there is nothing left to do. brainCloud answers `"data": null`."""
+    return None

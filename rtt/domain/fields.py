@@ -82,18 +82,31 @@ def id_list(
     return distinct_ids(raw_list(data, name, max_count=max_count, recipients=recipients), name)
 
 
-def distinct_ids(values: list[Any], name: str) -> list[str]:
-    """Check every entry is an id (40001 otherwise) and fold duplicates, keeping order.
+def _all_ids(values: list[Any]) -> bool:
+    """Every entry is an id: checked in C (`map` over builtins), not a Python loop, so a list
+    of 100 000 recipients costs the event loop about 3 ms instead of 30."""
+    if not values:
+        return True
+    if set(map(type, values)) != {str}:
+        return False
+    lengths = list(map(len, values))
+    return min(lengths) > 0 and max(lengths) <= MAX_ID_LENGTH
 
-    The checks run in C (`map` over builtins), not a Python loop: a list of 100 000
-    recipients is checked in about 3 ms instead of 30, all of it on the event loop."""
-    if values and not (
-        set(map(type, values)) == {str}
-        and 0 < min(map(len, values)) <= max(map(len, values))
-        and max(map(len, values)) <= MAX_ID_LENGTH
-    ):
+
+def distinct_ids(values: list[Any], name: str) -> list[str]:
+    """Check every entry is an id (40001 otherwise) and fold duplicates, keeping order."""
+    if not _all_ids(values):
         raise invalid(f"{name} entries must be strings of 1 to {MAX_ID_LENGTH} characters")
     return list(dict.fromkeys(values))
+
+
+def split_ids(values: list[Any]) -> tuple[list[str], list[Any]]:
+    """(the well-formed ids, duplicates folded, order kept; the malformed entries as sent):
+    for sends that report a bad recipient per profile instead of refusing the rest."""
+    if _all_ids(values):
+        return list(dict.fromkeys(values)), []
+    valid = list(dict.fromkeys(v for v in values if is_profile_id(v)))
+    return valid, [v for v in values if not is_profile_id(v)]
 
 
 def raw_list(

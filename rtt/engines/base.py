@@ -240,12 +240,16 @@ class Presence(Protocol):
 
 @dataclass
 class Engine:
-    """The four roles of one node, started and closed together."""
+    """The roles of one node, started and closed together."""
 
     store: Store
     outbox: PushOutbox
     broker: Broker
     presence: Presence
+    channel: SystemChannel
+    numbers: MessageNumbers
+
+    accounts: Accounts
 
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
@@ -261,4 +265,118 @@ class Engine:
     async def close(self) -> None:
         await self.broker.close()
         await self.presence.close()
+        await self.channel.close()
         await self.store.close()
+
+
+class NonceClaim(StrEnum):
+    """What claiming a signed request's nonce found (SystemChannel.claim_nonce)."""
+
+    FRESH = "fresh"  # first use: recorded until it expires
+    REPLAYED = "replayed"  # seen before and not yet expired: refuse the request
+    FULL = "full"  # the app already holds its maximum of live nonces: refuse the request
+
+
+class SystemChannel(Protocol):
+    """What the system-channel front door (RongCloud) shares across nodes: each step is one
+    atomic engine operation (a Lua script on redis; one SQLite transaction, or the one
+    process, on local), so two nodes asked at once still see a single answer."""
+
+    async def claim_nonce(self, app: str, nonce: str, ttl: float, max_live: int) -> NonceClaim:
+        """Record `nonce` for `ttl` seconds unless it is live already (REPLAYED) or the app
+        holds `max_live` live nonces (FULL). Expired nonces are forgotten in the same step."""
+
+    async def take_rate(self, app: str, count: int, rate: int) -> bool:
+        """A token bucket of `rate` per second (a burst up to `rate`), shared by every node:
+        take `count` tokens if at least min(count, rate) are there (a send larger than one
+        second's worth passes when the bucket is full and leaves it in debt); else take none
+        and answer False."""
+
+    async def add_sender(self, app: str, sender: str, max_senders: int) -> bool:
+        """Record `sender` as a system identity of the app; False (nothing recorded) if it is
+        new and the app already has `max_senders`. Recorded senders are kept."""
+
+    async def senders_among(self, app: str, profiles: list[str]) -> set[str]:
+        """Which of `profiles` are recorded senders of the app."""
+
+    async def queue_pushes(self, app: str, pushes: list[PushEntry]) -> None:
+        """Write push outbox entries for an item that is not stored (shouldPersist 0), in one
+        atomic step, under the outbox's retention like every other entry."""
+
+    async def close(self) -> None: ...
+
+
+class MessageNumbers(Protocol):
+    """Every stored message's integer number (a Nexudus `Id`, API.md §9), whichever door sent
+    it: given in the same transaction that stores the message, unique in the app across every
+    node, never reused, growing in send order. A deleted message loses its number."""
+
+    async def numbers(self, app: str, msg_ids: list[str]) -> dict[str, int]:
+        """msg_id → number of those of the messages that exist."""
+
+    async def message_id(self, app: str, number: int) -> str | None:
+        """The msgId of the message with this number, None if there is none (any more)."""
+
+    async def window(
+        self, app: str, descending: bool, start: int, limit: int
+    ) -> tuple[int, list[tuple[int, str]]]:
+        """(how many messages the app holds, up to `limit` (number, msgId) from index `start`
+        in number order); reads the numbers only, never a message."""
+
+
+# --- brainCloud client accounts and sessions (/dispatcherv2) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A profile as one of its identities sees it: the profile, its name, and the identity's
+    secret (a password hash for Universal, None for Anonymous)."""
+
+    profile: str
+    name: str
+    created_at: int  # ms
+    secret: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSession:
+    """A signed-in client of the brainCloud client API: who it is, until when."""
+
+    session_id: str
+    app: str
+    profile: str
+    name: str
+    expires_at: float  # epoch seconds
+
+
+class AccountLimit(Exception):
+    """The app holds as many profiles as RTT_ACCOUNTS_MAX_PER_APP allows."""
+
+
+class Accounts(Protocol):
+    """Profiles, their identities, client sessions and RTT connection secrets, shared by every
+    node. An identity (app, kind, external id) names one profile, on every node: creating it is
+    one atomic step, so two nodes creating the same identity at once end with one profile.
+    Sessions and secrets expire on their own; profiles stay."""
+
+    async def find(self, app: str, kind: str, external_id: str) -> Account | None: ...
+
+    async def create(
+        self, app: str, kind: str, external_id: str, account: Account, max_accounts: int
+    ) -> tuple[Account, bool]:
+        """Create `account` under the identity unless the identity exists: (the identity's
+        account, True if created). AccountLimit if the app already has `max_accounts`."""
+
+    async def open_session(self, session: ClientSession) -> None:
+        """Store a new session until its `expires_at`."""
+
+    async def touch_session(self, session_id: str, ttl: float) -> ClientSession | None:
+        """The live session, its expiry pushed to now + `ttl` in the same step; None if it is
+        unknown or expired."""
+
+    async def issue_rtt_secret(self, secret: str, session: ClientSession, ttl: float) -> None:
+        """Bind a socket secret to `session` for `ttl` seconds."""
+
+    async def take_rtt_secret(self, secret: str) -> ClientSession | None:
+        """The session the secret was issued for, and the secret is gone (single use); None if
+        unknown, used or expired."""

@@ -48,8 +48,8 @@ def _tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",")}
 
 
-def upgrade(request: bytes, path: str) -> Upgrade:
-    """Check a complete request head (through the blank line) for an upgrade to `path`."""
+def upgrade(request: bytes, *paths: str) -> Upgrade:
+    """Check a complete request head (through the blank line) for an upgrade to one of `paths`."""
     lines = request.split(b"\r\n")
     try:
         method, target, version = lines[0].split(b" ")
@@ -63,7 +63,7 @@ def upgrade(request: bytes, path: str) -> Upgrade:
             value = value.strip()
             headers[name] = headers[name] + b"," + value if name in headers else value
     raw_path, _, query = target.decode("latin-1").partition("?")
-    if unquote(raw_path) != path:
+    if unquote(raw_path) not in paths:
         raise Refused(HTTPStatus.NOT_FOUND, "not found")
     if method != b"GET" or version != b"HTTP/1.1":
         raise Refused(HTTPStatus.BAD_REQUEST, "a WebSocket upgrade is a GET over HTTP/1.1")

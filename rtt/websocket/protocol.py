@@ -70,6 +70,7 @@ class Endpoint:
     buffer_bytes: int
     drain_timeout: float
     close_timeout: float
+    also_paths: tuple[str, ...] = ()  # more paths served the same way
 
 
 # _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
@@ -262,7 +263,9 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._buffer = None
         try:
-            upgrade = handshake.upgrade(bytes(request[: head_end + 4]), self._endpoint.path)
+            upgrade = handshake.upgrade(
+                bytes(request[: head_end + 4]), self._endpoint.path, *self._endpoint.also_paths
+            )
         except handshake.Refused as refused:
             self._state = _CLOSED
             transport.write(refused.response)

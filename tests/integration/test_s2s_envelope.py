@@ -128,8 +128,8 @@ async def test_stateless_error_is_a_braincloud_error_object(s2s):
 
 
 async def test_stateless_heartbeat_is_accepted(s2s):
-    """Pins: heartbeat/HEARTBEAT is a valid S2S operation (it answers 200 with empty data)."""
-    assert await s2s.ok("heartbeat", "HEARTBEAT", None) == {}
+    """Pins: heartbeat/HEARTBEAT is a valid S2S operation (it answers 200, `"data": null`)."""
+    assert await s2s.ok("heartbeat", "HEARTBEAT", None) is None
 
 
 async def test_data_that_is_not_an_object_is_invalid(s2s):
@@ -318,7 +318,7 @@ async def test_heartbeat_keeps_a_session_alive(short_session_server):
                 s2s, session, packet_id, [op("heartbeat", "HEARTBEAT", None)]
             )
             assert status == 200, body
-            assert body["messageResponses"] == [{"status": 200, "data": {}}]
+            assert body["messageResponses"] == [{"status": 200, "data": None}]
         packet_id += 1
         status, body = await packet(s2s, session, packet_id, [send_op(["p1"])])
         assert status == 200 and body["messageResponses"][0]["status"] == 200
@@ -661,7 +661,7 @@ async def test_the_body_limit_is_the_setting(tmp_path):
             assert status == 413
             assert_error(body, 413, 40600)
             small = {**SERVER, **op("heartbeat", "HEARTBEAT", {"pad": "x" * 60_000})}
-            assert await s2s.raw(small) == (200, {"status": 200, "data": {}})
+            assert await s2s.raw(small) == (200, {"status": 200, "data": None})
         finally:
             await s2s.close()
 
@@ -671,7 +671,7 @@ async def test_body_just_under_the_limit_is_read(s2s):
     body = {**SERVER, **op("heartbeat", "HEARTBEAT", {"pad": "x" * (1536 * 1024)})}
     status, answer = await s2s.raw(body)
     assert status == 200
-    assert answer == {"status": 200, "data": {}}
+    assert answer == {"status": 200, "data": None}
 
 
 @pytest.mark.parametrize(

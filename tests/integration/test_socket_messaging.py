@@ -728,7 +728,6 @@ async def test_delete_incoming_events(server, s2s):
         ("presence", "SYS_GET_ONLINE", {"profileIds": ["p2"]}),
         ("push", "SYS_GET_PENDING", {}),
         ("rttRegistration", "REQUEST_CLIENT_CONNECTION_TOKEN", {"profileId": "p2"}),
-        ("heartbeat", "HEARTBEAT", {}),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

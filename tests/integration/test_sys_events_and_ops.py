@@ -125,11 +125,12 @@ async def test_each_recipient_gets_its_own_event(server, s2s):
 
 @pytest.mark.parametrize(
     ("sender", "expected"),
-    [(None, None), ("System", "System"), ("player-7", "player-7")],
+    [(None, None), ("System", None), ("player-7", "player-7")],
     ids=["null", "System", "profile"],
 )
 async def test_event_sender(server, s2s, sender, expected):
-    """Pins: fromProfileId (null, "System" or a profile) is the event's fromPlayerId."""
+    """Pins: fromProfileId (null, "System" or a profile) is the event's fromPlayerId; null and
+    "System" both reach clients as null (issue 10)."""
     async with socket(server, "p1") as p1:
         await send_event(s2s, ["p1"], fromProfileId=sender)
         [frame] = await p1.pushed(1)

@@ -71,15 +71,15 @@ async def test_connects_streams_and_answers_requests(server: RunningServer, s2s:
 
 
 async def test_heartbeats_keep_an_idle_connection_open(tmp_path: Path) -> None:
-    """The node closes a socket silent for twice heartbeatSeconds (0.3 s here); the client beats
-    every heartbeatSeconds, so 1.5 s of idleness costs it no reconnect."""
+    """The node closes a socket silent for twice heartbeatSeconds (1 s here); the client beats
+    every heartbeatSeconds, so 2.5 s of idleness costs it no reconnect."""
     async with (
-        running(settings_for(tmp_path, heartbeat_seconds=0.3)) as server,
+        running(settings_for(tmp_path, heartbeat_seconds=1.0)) as server,
         Client(server.ws_url, token("p1")) as client,
     ):
         hello = await next_frame(client)
-        assert isinstance(hello, Connected) and hello.heartbeat_seconds == 0.3
-        await asyncio.sleep(1.5)
+        assert isinstance(hello, Connected) and hello.heartbeat_seconds == 1.0
+        await asyncio.sleep(2.5)
         assert client.stats.connects == 1 and client.url == server.ws_url
         assert await client.request("messaging", "GET_MESSAGE_BOXES") is not None
 

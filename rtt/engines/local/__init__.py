@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
+from rtt.engines.local.accounts import LocalAccounts
 from rtt.engines.local.broker import LocalBroker
+from rtt.engines.local.channel import LocalChannel
+from rtt.engines.local.numbers import SqliteMessageNumbers
 from rtt.engines.local.presence import LocalPresence
 from rtt.engines.local.store import SqliteStore
 
@@ -23,4 +26,12 @@ def local_engine(
         stream_max_seconds=stream_max_seconds,
         retention=retention,
     )
-    return Engine(store=store, outbox=store, broker=LocalBroker(), presence=LocalPresence())
+    return Engine(
+        store=store,
+        outbox=store,
+        broker=LocalBroker(),
+        presence=LocalPresence(),
+        channel=LocalChannel(store.database),
+        numbers=SqliteMessageNumbers(store.database),
+        accounts=LocalAccounts(store.database),
+    )

@@ -71,6 +71,32 @@ CREATE TABLE IF NOT EXISTS idempotency(
 CREATE TABLE IF NOT EXISTS s2s_sessions(
   id TEXT PRIMARY KEY, app TEXT NOT NULL, server TEXT NOT NULL, expires_at REAL NOT NULL,
   last_packet INTEGER);
+-- system-channel request nonces (SystemChannel.claim_nonce), dropped once expired
+CREATE TABLE IF NOT EXISTS channel_nonces(
+  app TEXT NOT NULL, nonce TEXT NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY(app, nonce)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS channel_nonces_age ON channel_nonces(app, expires_at);
+-- system-channel senders (fromUserId): the app's recorded system identities
+CREATE TABLE IF NOT EXISTS channel_senders(
+  app TEXT NOT NULL, sender TEXT NOT NULL, PRIMARY KEY(app, sender)) WITHOUT ROWID;
+-- brainCloud client API (engines/local/accounts.py): profiles, the identities that sign in to
+-- them (the primary key makes an identity name one profile), sessions and socket secrets
+CREATE TABLE IF NOT EXISTS accounts(
+  app TEXT NOT NULL, profile TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY(app, profile)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_counts(app TEXT PRIMARY KEY, count INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identities(
+  app TEXT NOT NULL, kind TEXT NOT NULL, external_id TEXT NOT NULL, profile TEXT NOT NULL,
+  secret BLOB, PRIMARY KEY(app, kind, external_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client_sessions(
+  id TEXT PRIMARY KEY, app TEXT NOT NULL, profile TEXT NOT NULL, name TEXT NOT NULL,
+  expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS client_sessions_expiry ON client_sessions(expires_at);
+CREATE TABLE IF NOT EXISTS rtt_secrets(
+  secret TEXT PRIMARY KEY, session TEXT NOT NULL, app TEXT NOT NULL, profile TEXT NOT NULL,
+  name TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS rtt_secrets_expiry ON rtt_secrets(expires_at);
 """
 
 

@@ -100,7 +100,8 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _insert_pushes(conn: sqlite3.Connection, app: str, pushes: list[PushEntry]) -> None:
+def insert_pushes(conn: sqlite3.Connection, app: str, pushes: list[PushEntry]) -> None:
+    """Write push entries in the caller's transaction: every writer of the outbox uses this one."""
     if pushes:
         conn.executemany(
             "INSERT INTO push_outbox(app, profile, kind, ref, title, body, data, created_at)"
@@ -155,6 +156,11 @@ class SqliteStore:
         self._max_items = stream_max_items
         self._max_seconds = stream_max_seconds
         self.epoch = ""
+
+    @property
+    def database(self) -> Database:
+        """The file's one connection, for the engine's other parts that keep rows in it."""
+        return self._db
 
     def _settle(self, committed: bool) -> None:
         staged, self._staged = self._staged, []
@@ -356,7 +362,7 @@ class SqliteStore:
                 ),
             ).lastrowid
             assert no is not None
-            _insert_pushes(conn, app, pushes)
+            insert_pushes(conn, app, pushes)
             seqs = self._append_stream(conn, app, frame, inbox, mids)
             self._staged.append(lambda: self._index_message(app, no, inbox, sent_by))
             return seqs
@@ -384,7 +390,7 @@ class SqliteStore:
                     for e in events
                 ],
             )
-            _insert_pushes(conn, app, pushes)
+            insert_pushes(conn, app, pushes)
             return self._append_stream(conn, app, frame, [e.to_id for e in events], mids)
 
         return await self._write(write)

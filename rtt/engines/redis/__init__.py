@@ -10,7 +10,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
+from rtt.engines.redis.accounts import RedisAccounts
 from rtt.engines.redis.broker import RedisBroker
+from rtt.engines.redis.channel import RedisChannel
+from rtt.engines.redis.numbers import RedisMessageNumbers
 from rtt.engines.redis.presence import RedisPresence
 from rtt.engines.redis.query import SYS_SCAN_MAX
 from rtt.engines.redis.store import RedisStore
@@ -65,8 +68,9 @@ def redis_engine(
     def client() -> Redis:
         return redis_client(url, timeout, pool_size)
 
+    store_client = client()
     store = RedisStore(
-        client(),
+        store_client,
         stream_max_items=stream_max_items,
         stream_max_seconds=stream_max_seconds,
         retention=retention,
@@ -77,4 +81,7 @@ def redis_engine(
         outbox=store,
         broker=RedisBroker(client(), probe_interval),
         presence=RedisPresence(client(), uuid.uuid4().hex, presence_ttl),
+        channel=RedisChannel(client()),
+        numbers=RedisMessageNumbers(store_client),
+        accounts=RedisAccounts(store_client),  # the store's pool: no extra connections
     )

@@ -142,3 +142,54 @@ def node_profiles(node_id: str) -> str:
 def presence_member(app: str, profile_id: str) -> str:
     """One (app, profile) as a member of `node_profiles`: the length prefix splits it."""
     return f"{_app(app)}{profile_id}"
+
+
+def channel_nonces(app: str) -> str:
+    """Sorted set of the app's live system-channel request nonces, scored by expiry (ms)."""
+    return f"rtt:{_app(app)}:rc:nonces"
+
+
+def channel_rate(app: str) -> str:
+    """Hash `tokens`, `stamp` (ms): the app's system-channel token bucket."""
+    return f"rtt:{_app(app)}:rc:rate"
+
+
+def channel_senders(app: str) -> str:
+    """Set of the app's system-channel senders (`fromUserId`s): its recorded system identities."""
+    return f"rtt:{_app(app)}:rc:senders"
+
+
+def message_counter(app: str) -> str:
+    """The app's last message number (INCR in append_message.lua): never goes back."""
+    return f"rtt:{_app(app)}:number"
+
+
+def message_numbers(app: str) -> str:
+    """Sorted set of the app's message ids scored by their number (a Nexudus `Id`): the number
+    of a message, the message of a number, and the app's messages in number order."""
+    return f"rtt:{_app(app)}:numbers"
+
+
+# --- brainCloud client accounts (engines/redis/accounts.py) ----------------------------------
+
+
+def identity(app: str, kind: str, external_id: str) -> str:
+    """Hash {profile, secret} of one sign-in identity; `kind` is a fixed word (Anonymous, …)."""
+    return f"rtt:{_app(app)}:identity:{kind}:{external_id}"
+
+
+def account(app: str, profile_id: str) -> str:
+    """Hash {name, created} of one profile created through the client API."""
+    return f"rtt:{_app(app)}:account:{profile_id}"
+
+
+def account_count(app: str) -> str:
+    return f"rtt:{_app(app)}:accounts"
+
+
+def client_session(session_id: str) -> str:
+    return f"rtt:csession:{session_id}"
+
+
+def rtt_secret(secret: str) -> str:
+    return f"rtt:rttsecret:{secret}"

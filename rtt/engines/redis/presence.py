@@ -106,6 +106,8 @@ class RedisPresence:
 
     @guarded
     async def online(self, app: str, profiles: list[str]) -> set[str]:
+        if not profiles:  # HMGET needs a field: a message to no one (Nexudus) asks for none
+            return set()
         nodes = sorted(n.decode() for n in await self._r.smembers(keys.NODES))
         if not nodes:
             return set()

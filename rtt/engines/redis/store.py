@@ -118,6 +118,11 @@ def _push_row(p: PushEntry) -> tuple[str, ...]:
     return (p.profile, p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at))
 
 
+async def push_json(pushes: list[PushEntry]) -> bytes:
+    """Push entries as the one JSON argument every script that queues them decodes."""
+    return await _json_array(pushes, _push_row)
+
+
 def _event_row(pair: tuple[Event, bytes]) -> tuple[Any, ...]:
     e, mid = pair
     item = dumps(e.item()).decode()
@@ -248,12 +253,13 @@ class RedisStore:
         script_keys += await sliced(
             inbox, lambda some: keys.profile_keys(app, some, keys.SEQ, keys.STREAM, keys.BOX)
         )
+        script_keys += [keys.message_counter(app), keys.message_numbers(app)]
         args: list[Any] = [
             m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
             m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
             "1" if sent_by is not None else "0", sent_by or "", self._max_items,
             dumps(inbox), await _json_array(mids, bytes.decode),
-            await _json_array(pushes, _push_row),
+            await push_json(pushes),
         ]  # fmt: skip
         result = await run_script(self._r, self._scripts.append_message, script_keys, args)
         self._saw(int(result[0]))
@@ -282,7 +288,7 @@ class RedisStore:
         args: list[Any] = [
             fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
             await _json_array(list(zip(events, mids, strict=True)), _event_row),
-            await _json_array(pushes, _push_row), app,
+            await push_json(pushes), app,
         ]  # fmt: skip
         result = await run_script(self._r, self._scripts.append_events, script_keys, args)
         self._saw(int(result[0]))
@@ -312,6 +318,7 @@ class RedisStore:
             ]
             for p in holders:
                 script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
+            script_keys.append(keys.message_numbers(app))
             args: list[Any] = [
                 action, msg_id, expected_ver, content, now, fid, frame.head, frame.tail,
                 self._frame_ttl_ms, self._max_items, len(holders), *holders,

@@ -5,6 +5,7 @@
 -- KEYS[10] the set of every outbox (keys.OUTBOXES)
 -- KEYS[11] (when ARGV[12] == "1") the sender's box hash
 -- then per recipient (n of them, aligned with ARGV[15]): seq counter, stream zset, box hash
+-- and last: the app's message counter, then its message numbers zset (keys.message_numbers)
 -- ARGV[1] msg_id  ARGV[2] from_id ("" = null)  ARGV[3] sender json  ARGV[4] to json
 -- ARGV[5] msg_cr  ARGV[6] content  ARGV[7] reply_to ("" = none)  ARGV[8] frame id
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
@@ -18,7 +19,7 @@ local has_sender = ARGV[12] == "1"
 local profiles, mids = cjson.decode(ARGV[15]), cjson.decode(ARGV[16])
 local n = #profiles
 local base = 10 + (has_sender and 1 or 0)
-if #KEYS ~= base + 3 * n or #ARGV ~= 17 or #mids ~= n then
+if #KEYS ~= base + 3 * n + 2 or #ARGV ~= 17 or #mids ~= n then
   return redis.error_reply("ERR append_message: argument count")
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
@@ -32,6 +33,8 @@ need(KEYS[7], "hash")
 need(KEYS[8], "stream")
 need_counter(KEYS[9])
 need(KEYS[10], "set")
+need_counter(KEYS[#KEYS - 1])
+need(KEYS[#KEYS], "zset")
 if has_sender then
   need(KEYS[11], "hash")
 end
@@ -50,6 +53,7 @@ redis.call("ZADD", KEYS[3], cr, msg_id)
 redis.call("ZADD", KEYS[4], -tonumber(cr), msg_id)
 redis.call("ZADD", KEYS[5], cr, msg_id)
 redis.call("ZADD", KEYS[6], -tonumber(cr), msg_id)
+redis.call("ZADD", KEYS[#KEYS], redis.call("INCR", KEYS[#KEYS - 1]), msg_id)
 redis.call("HSET", KEYS[7], "head", ARGV[9], "tail", ARGV[10])
 redis.call("PEXPIRE", KEYS[7], ARGV[11])
 

@@ -3,6 +3,7 @@
 -- KEYS[3 .. 6] the app's message indexes (keys.message_orders): msgCr, -msgCr, msgUp, -msgUp
 -- KEYS[7] frame hash  KEYS[8] writes counter
 -- KEYS[9 ..] per holder profile: seq counter, stream zset, box hash (3 keys each, n holders)
+-- KEYS[#KEYS] the app's message numbers zset (keys.message_numbers)
 -- ARGV[1] "update" | "delete"  ARGV[2] msg_id  ARGV[3] expected version  ARGV[4] content
 -- ARGV[5] now  ARGV[6] frame id  ARGV[7] frame head  ARGV[8] frame tail  ARGV[9] frame ttl (ms)
 -- ARGV[10] max stream items  ARGV[11] n holders  ARGV[12 ..] holder profile ids (sorted)
@@ -10,7 +11,7 @@
 -- changed since the caller read them: read again and retry). Every key is checked before the
 -- first write (_checks.lua).
 local n = tonumber(ARGV[11])
-if #KEYS ~= 8 + 3 * n or #ARGV ~= 11 + n then
+if #KEYS ~= 8 + 3 * n + 1 or #ARGV ~= 11 + n then
   return redis.error_reply("ERR change_message: argument count")
 end
 need(KEYS[1], "hash")
@@ -43,6 +44,7 @@ for k = 3, 6 do
 end
 need(KEYS[7], "hash")
 need_counter(KEYS[8])
+need(KEYS[#KEYS], "zset")
 for i = 1, n do
   local base = 8 + 3 * (i - 1)
   need_counter(KEYS[base + 1])
@@ -61,6 +63,7 @@ else
   for k = 3, 6 do
     redis.call("ZREM", KEYS[k], msg_id)
   end
+  redis.call("ZREM", KEYS[#KEYS], msg_id)
 end
 redis.call("HSET", KEYS[7], "head", ARGV[7], "tail", ARGV[8])
 redis.call("PEXPIRE", KEYS[7], ARGV[9])
