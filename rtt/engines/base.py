@@ -396,5 +396,6 @@ class EventPiggyback(Protocol):
         self, app: str, profile: str, session_id: str, max_count: int, max_bytes: int, ttl: float
     ) -> list[Event]:
         """The profile's events after the session's cursor, in seq order, at most `max_count`
-        and `max_bytes` of stored JSON (at least one); the cursor moves past them and lives
-        `ttl` seconds more."""
+        and `max_bytes` (each event counts its JSON size plus ITEM_OVERHEAD; at least one
+        event); the cursor moves past them and lives at least `ttl` seconds more (the session's
+        idle lifetime; an engine may keep it up to twice that)."""

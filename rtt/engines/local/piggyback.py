@@ -1,7 +1,9 @@
 """Piggybacked events on the local engine: events in their stream seq order (the `event_seqs`
 table the store fills in the event's own transaction, emptied with its events by a trigger),
-and each session's cursor in `piggyback_cursors`, read and moved in one transaction. Cursors of
-idle sessions are deleted by the next take (indexed on expiry), so they never pile up."""
+and each session's cursor in `piggyback_cursors`, read and moved in one transaction. A take that
+hands nothing writes nothing (a cursor lives 2 x ttl and is renewed once half of that is gone);
+cursors of idle sessions are deleted by the next write (indexed on expiry), so they never pile
+up."""
 
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ class LocalPiggyback:
     ) -> list[Event]:
         def write(conn: sqlite3.Connection) -> list[Event]:
             now = time.time()
-            conn.execute("DELETE FROM piggyback_cursors WHERE expires_at < ?", (now,))
             row = conn.execute(
-                "SELECT seq FROM piggyback_cursors WHERE session = ?", (session_id,)
+                "SELECT seq, expires_at FROM piggyback_cursors WHERE session = ?", (session_id,)
             ).fetchone()
-            after = row[0] if row else 0
+            live = row is not None and row[1] >= now
+            after = row[0] if live else 0
             rows = conn.execute(
                 "SELECT s.seq, e.ev_id, e.event_type, e.from_id, e.created_at, length(e.data)"
                 " FROM event_seqs s JOIN events e"
@@ -38,12 +40,15 @@ class LocalPiggyback:
             ).fetchall()
             sizes = [event_bytes(r[2], r[3], profile, r[5]) for r in rows]
             rows = rows[: fitting(sizes, max_bytes)]
-            if rows or row is not None:  # a session handed nothing yet needs no cursor
+            # a packet that takes nothing writes nothing, unless the cursor is past half its
+            # lifetime of 2 x ttl: so it always outlives its session (ttl after the packet)
+            if rows or (live and row[1] - now < ttl):
+                conn.execute("DELETE FROM piggyback_cursors WHERE expires_at < ?", (now,))
                 conn.execute(
                     "INSERT INTO piggyback_cursors VALUES (?, ?, ?)"
                     " ON CONFLICT(session) DO UPDATE SET seq = excluded.seq,"
                     " expires_at = excluded.expires_at",
-                    (session_id, rows[-1][0] if rows else after, now + ttl),
+                    (session_id, rows[-1][0] if rows else after, now + 2 * ttl),
                 )
             if not rows:
                 return []
