@@ -27,6 +27,8 @@ class Features(_Strict):
     events: bool = True
     rtt: bool = True
     push: bool = True
+    # brainCloud's piggybacked `events` array on /dispatcherv2 responses (needs `events` too)
+    piggyback_events: bool = False
 
 
 MAX_RECIPIENTS_PER_SEND = 100_000  # the local engine packs a target's place in 24 bits
@@ -236,6 +238,16 @@ class Settings(BaseSettings):
     )
     accounts_max_per_app: int = Field(
         1_000_000, ge=1, description="profiles the client API may create per app; then 40001"
+    )
+    # --- piggybacked events (/dispatcherv2 `events`, apps with features.piggyback_events) ---
+    piggyback_max_events: int = Field(
+        20, ge=1, le=1000, description="events one client response carries; the rest follow"
+    )
+    piggyback_max_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="bytes of events one client response carries (at least one event)",
     )
 
     @model_validator(mode="after")

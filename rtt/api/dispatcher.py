@@ -19,6 +19,9 @@ node it lands; a resend while the first still runs waits for it, then answers 50
 library retries. A packet that signs in is claimed by its exact bytes, so a resent sign-in
 answers the same session instead of opening a second one.
 
+An app with `features.piggyback_events` adds `"events":[…]` to a session's responses: the
+profile's stored events not yet handed to that session (rtt/core/piggyback.py).
+
 Bodies may be gzip (`Content-Encoding: gzip`); the signature may cover either the bytes as sent
 or the JSON inside. Bundles are bounded: RTT_DISPATCHER_MAX_MESSAGES messages and
 RTT_DISPATCHER_MAX_BYTES bytes (after gzip is undone).
@@ -39,6 +42,7 @@ from rtt.api.s2s import MAX_PACKET_ID, RETRY_AFTER_SECONDS, is_packet_id
 from rtt.core.accounts import authenticate, session_caller
 from rtt.core.claims import exactly_once
 from rtt.core.node import Node
+from rtt.core.piggyback import piggybacked_events
 from rtt.core.registry import Caller, dispatch
 from rtt.engines.base import ClaimState, ClientSession, EngineUnavailable
 from rtt.errors import Reason, RttError, invalid, unavailable
@@ -138,7 +142,11 @@ async def _dispatch(node: Node, request: Request) -> Response:
         for message in messages:
             caller, response = await _run(node, app_id, app, caller, bool(session_id), message)
             responses.append(response)
-        return 200, dumps({"packetId": packet_id, "responses": responses})
+        bundle: dict[str, Any] = {"packetId": packet_id, "responses": responses}
+        events = await piggybacked_events(node, caller)
+        if events:  # recorded with the rest: a resent packet answers the same events
+            bundle["events"] = events
+        return 200, dumps(bundle)
 
     if session is not None:
         key = f"c:{session.session_id}:{packet_id}"

@@ -30,6 +30,18 @@ class Event:
             "eventData": orjson.Fragment(self.data),
         }
 
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Event:
+        """The event whose `item()` this is (the redis engine stores events as their items)."""
+        return cls(
+            item["evId"],
+            item["eventType"],
+            item["fromPlayerId"],
+            item["toPlayerId"],
+            item["createdAt"],
+            dumps(item["eventData"]),
+        )
+
 
 def event_bytes(event_type: str, from_id: str | None, to_id: str, data: int) -> int:
     """An upper bound of an event item's JSON size, from its strings and its data's size."""

@@ -250,6 +250,7 @@ class Engine:
     numbers: MessageNumbers
 
     accounts: Accounts
+    piggyback: EventPiggyback
 
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
@@ -380,3 +381,24 @@ class Accounts(Protocol):
     async def take_rtt_secret(self, secret: str) -> ClientSession | None:
         """The session the secret was issued for, and the secret is gone (single use); None if
         unknown, used or expired."""
+
+
+# --- piggybacked events (/dispatcherv2 `events`) -----------------------------------------------
+
+
+class EventPiggyback(Protocol):
+    """Which of a profile's stored events each client session has been handed in a response.
+
+    A stored event keeps its recipient's stream seq (the order events were committed, not
+    their clock), and a session's cursor is the last seq handed to it. Taking is one atomic
+    step shared by every node: read the events after the cursor and move the cursor past
+    them, so two packets of one session, on any nodes, never take the same event. Deleted and
+    expired events are never taken; a cursor lives as long as its session is used."""
+
+    async def take(
+        self, app: str, profile: str, session_id: str, max_count: int, max_bytes: int, ttl: float
+    ) -> list[Event]:
+        """The profile's events after the session's cursor, in seq order, at most `max_count`
+        and `max_bytes` (each event counts its JSON size plus ITEM_OVERHEAD; at least one
+        event); the cursor moves past them and lives at least `ttl` seconds more (the session's
+        idle lifetime; an engine may keep it up to twice that)."""

@@ -3,6 +3,9 @@
 // library's callbacks, read counts and a page and mark read through /dispatcherv2, disable RTT,
 // sign in again with the stored anonymous id. Prints one JSON summary line; exits non-zero on
 // the first failure. Every wait is bounded. Set up as the library's README says for Node.js.
+// With BC_PIGGYBACK=1 (an app with piggyback_events on) the S2S event must also reach the
+// library's event callback (registerEventCallback) through a response's `events` array; either
+// way the script records every call of that callback, and deletes the event once handled.
 /* eslint-disable no-global-assign */
 const env = process.env;
 XMLHttpRequest = require("xmlhttprequest").XMLHttpRequest;
@@ -70,8 +73,10 @@ async function main() {
 
   const messages = [];
   const events = [];
+  const piggybacked = [];  // each call of the event callback: {"events": [...]}
   bc.rttService.registerRTTMessagingCallback(function (m) { messages.push(m); });
   bc.rttService.registerRTTEventCallback(function (e) { events.push(e); });
+  bc.brainCloudClient.registerEventCallback(function (e) { piggybacked.push(e); });
   const connected = await bounded("enableRTT", function (resolve, reject) {
     bc.rttService.enableRTT(resolve, reject);
   });
@@ -92,6 +97,13 @@ async function main() {
     bc.messaging.markMessagesRead("inbox", [sent.msgId], cb);
   });
   const after = await api("counts after", function (cb) { bc.messaging.getMessageCounts(cb); });
+  if (env.BC_PIGGYBACK) {
+    await until("piggybacked event", function () { return piggybacked.length >= 1; });
+  }
+  const evId = events[0].data.evId;
+  const deleted = await api("delete event", function (cb) {
+    bc.event.deleteIncomingEvent(evId, cb);
+  });
 
   bc.rttService.disableRTT();
   const again = await api("re-authenticate", function (cb) { bc.authenticateAnonymous(cb); });
@@ -106,6 +118,8 @@ async function main() {
     sentMsgId: sent.msgId,
     messages: messages,
     events: events,
+    piggybacked: piggybacked,
+    deleted: deleted,
     before: before,
     page: page,
     marked: marked,

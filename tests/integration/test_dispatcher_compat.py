@@ -1,7 +1,9 @@
 """The official brainCloud JavaScript client (npm `braincloud`, pinned below), unmodified,
 against a real rtt node on each engine: tests/compat/braincloud_client.js signs in, enables
-RTT, receives an S2S message and event on its callbacks, reads and marks its inbox, disables
-RTT and signs in again with its stored anonymous id.
+RTT, receives an S2S message and event on its callbacks, reads and marks its inbox, deletes
+the event, disables RTT and signs in again with its stored anonymous id. Run once as is and
+once with the app's piggyback_events on, where the event must also reach the library's event
+callback (registerEventCallback) through a response's `events` array, once.
 
 The package is installed by npm into `.cache/` (gitignored) on first use, so a fresh clone's
 `.ci/run` installs it itself. Without node/npm the test skips, unless RTT_REQUIRE_NODE is set
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import running
+from tests.support.server import test_apps as apps_for
 from tests.support.server import test_settings as settings_for
 
 BRAINCLOUD_VERSION = "4.15.0"
@@ -60,12 +63,17 @@ def _node_modules() -> Path:
     return modules
 
 
-async def test_official_braincloud_client_end_to_end(tmp_path: Path):
+@pytest.mark.parametrize("piggyback", [False, True], ids=["rtt", "piggyback"])
+async def test_official_braincloud_client_end_to_end(tmp_path: Path, piggyback: bool):
     """Fails if the unmodified official client cannot sign in, get its pushes over RTT, read
-    and mark its inbox through /dispatcherv2, or sign in again as the same profile."""
+    and mark its inbox through /dispatcherv2, or sign in again as the same profile; or if its
+    event callback gets a piggybacked event other than once, with the app's switch on, or at
+    all, with it off."""
     modules = await asyncio.to_thread(_node_modules)
-    settings = settings_for(tmp_path)
-    app = settings.apps["demo"]
+    apps = apps_for(tmp_path)
+    features = apps["demo"].features.model_copy(update={"piggyback_events": piggyback})
+    apps["demo"] = app = apps["demo"].model_copy(update={"features": features})
+    settings = settings_for(tmp_path, apps=apps)
     storage = tmp_path / "localstorage"
     storage.mkdir()
     async with running(settings) as server:
@@ -81,7 +89,8 @@ async def test_official_braincloud_client_end_to_end(tmp_path: Path):
                 "BC_SERVER": "backend",
                 "BC_SERVER_SECRET": app.servers["backend"],
                 "BC_STORAGE": str(storage),
-            },
+            }
+            | ({"BC_PIGGYBACK": "1"} if piggyback else {}),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -107,6 +116,11 @@ async def test_official_braincloud_client_end_to_end(tmp_path: Path):
     assert message["data"]["message"]["from"] == {"id": None, "name": "Admin"}
     [event] = result["events"]
     assert event["data"]["eventType"] == "greeting" and event["data"]["fromPlayerId"] is None
+    assert result["deleted"] == {"requested": 1, "actual": 1}
+    if piggyback:  # the same stored event, once, in the shape GET_EVENTS lists it
+        assert result["piggybacked"] == [{"events": [event["data"]]}]
+    else:
+        assert result["piggybacked"] == []
     assert result["before"]["inbox"] == {"total": 1, "unread": 1}
     assert [i["msgId"] for i in result["page"]["results"]["items"]] == [result["sentMsgId"]]
     assert result["marked"] == {"requested": 1, "actual": 1}

@@ -9,6 +9,7 @@ from rtt.engines.local.accounts import LocalAccounts
 from rtt.engines.local.broker import LocalBroker
 from rtt.engines.local.channel import LocalChannel
 from rtt.engines.local.numbers import SqliteMessageNumbers
+from rtt.engines.local.piggyback import LocalPiggyback
 from rtt.engines.local.presence import LocalPresence
 from rtt.engines.local.store import SqliteStore
 
@@ -34,4 +35,5 @@ def local_engine(
         channel=LocalChannel(store.database),
         numbers=SqliteMessageNumbers(store.database),
         accounts=LocalAccounts(store.database),
+        piggyback=LocalPiggyback(store.database),
     )

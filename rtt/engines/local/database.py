@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS rtt_secrets(
   secret TEXT PRIMARY KEY, session TEXT NOT NULL, app TEXT NOT NULL, profile TEXT NOT NULL,
   name TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS rtt_secrets_expiry ON rtt_secrets(expires_at);
+-- piggybacked events (engines/local/piggyback.py): each stored event's stream seq, in the
+-- order events were committed; a row goes with its event, however the event is deleted
+CREATE TABLE IF NOT EXISTS event_seqs(
+  app TEXT NOT NULL, profile TEXT NOT NULL, seq INTEGER NOT NULL, ev_id TEXT NOT NULL,
+  PRIMARY KEY(app, profile, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_seqs_id ON event_seqs(app, profile, ev_id);
+CREATE TRIGGER IF NOT EXISTS event_seqs_gone AFTER DELETE ON events BEGIN
+  DELETE FROM event_seqs WHERE app = old.app AND profile = old.profile AND ev_id = old.ev_id;
+END;
+-- the last event seq each client session was handed, dropped once the session is idle
+CREATE TABLE IF NOT EXISTS piggyback_cursors(
+  session TEXT PRIMARY KEY, seq INTEGER NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS piggyback_cursors_expiry ON piggyback_cursors(expires_at);
 """
 
 

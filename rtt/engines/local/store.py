@@ -391,7 +391,12 @@ class SqliteStore:
                 ],
             )
             insert_pushes(conn, app, pushes)
-            return self._append_stream(conn, app, frame, [e.to_id for e in events], mids)
+            seqs = self._append_stream(conn, app, frame, [e.to_id for e in events], mids)
+            conn.executemany(  # the commit order piggybacked events follow (EventPiggyback)
+                "INSERT INTO event_seqs VALUES (?,?,?,?)",
+                [(app, e.to_id, s, e.ev_id) for e, s in zip(events, seqs, strict=True)],
+            )
+            return seqs
 
         return await self._write(write)
 

@@ -193,3 +193,21 @@ def client_session(session_id: str) -> str:
 
 def rtt_secret(secret: str) -> str:
     return f"rtt:rttsecret:{secret}"
+
+
+# --- piggybacked events (engines/redis/piggyback.py) ------------------------------------------
+
+EVENT_SEQS = ":evseq"
+
+
+def event_seqs(app: str, profile_id: str) -> str:
+    """Sorted set of the profile's event ids scored by their stream seq: the order the events
+    were committed in, which piggybacked events follow (append_events.lua adds, deletes remove)."""
+    return profile(app, profile_id) + EVENT_SEQS
+
+
+def piggyback_cursor(app: str, profile_id: str, session_id: str) -> str:
+    """The last event seq handed to one client session, expiring with the session's idle time.
+    In the profile's hash tag, beside the events it points into; a session id never holds `}`,
+    so the last `}:` still ends the profile."""
+    return f"{profile(app, profile_id)}:pb:{session_id}"

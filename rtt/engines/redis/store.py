@@ -222,6 +222,7 @@ class RedisStore:
                     profile, ev_id = keys.split_event_member(member.decode())
                     pipe.hdel(keys.events(app, profile), ev_id)
                     pipe.zrem(keys.event_order(app, profile), ev_id)
+                    pipe.zrem(keys.event_seqs(app, profile), ev_id)
                 pipe.zrem(keys.event_ages(app), *members)
                 await pipe.execute()
 
@@ -282,7 +283,13 @@ class RedisStore:
         script_keys += await sliced(
             events,
             lambda some: keys.profile_keys(
-                app, [e.to_id for e in some], keys.SEQ, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER
+                app,
+                [e.to_id for e in some],
+                keys.SEQ,
+                keys.STREAM,
+                keys.EVENTS,
+                keys.EVENT_ORDER,
+                keys.EVENT_SEQS,
             ),
         )
         args: list[Any] = [
@@ -576,11 +583,7 @@ class RedisStore:
             sizes = await pipe.execute()
         fit = fitting(sizes, max_bytes)
         items = [loads(v) for v in await self._r.hmget(events_key, ids[:fit]) if v is not None]
-        events = [
-            Event(e["evId"], e["eventType"], e["fromPlayerId"], e["toPlayerId"], e["createdAt"],
-                  dumps(e["eventData"]))
-            for e in items
-        ]  # fmt: skip
+        events = [Event.from_item(e) for e in items]
         return events, fit < len(ids)
 
     @guarded
@@ -588,8 +591,9 @@ class RedisStore:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.events(app, profile), *ev_ids)
             pipe.zrem(keys.event_order(app, profile), *ev_ids)
+            pipe.zrem(keys.event_seqs(app, profile), *ev_ids)
             pipe.zrem(keys.event_ages(app), *(keys.event_member(profile, e) for e in ev_ids))
-            deleted, _, _ = await pipe.execute()
+            deleted, *_ = await pipe.execute()
         return int(deleted)
 
     # --- stream ------------------------------------------------------------------------------
