@@ -17,6 +17,7 @@ from rtt.api import nexudus, rtt_socket
 from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
+from rtt.api.openapi import docs, openapi_json
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
 from rtt.api.status import status_endpoint
@@ -113,6 +114,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/status", status_endpoint(), methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
             *RONGCLOUD_ROUTES,
             *nexudus.ROUTES,
         ],

@@ -34,11 +34,18 @@ import hmac
 import zlib
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rtt.api.http import json_response, parse_json, read_body
-from rtt.api.s2s import MAX_PACKET_ID, RETRY_AFTER_SECONDS, is_packet_id
+from rtt.api.s2s import RETRY_AFTER_SECONDS
+from rtt.api.schemas.braincloud import (
+    MAX_SESSION_ID,
+    ClientPacket,
+    packet_refusal,
+    parse_call,
+)
 from rtt.core.accounts import authenticate, session_caller
 from rtt.core.claims import exactly_once
 from rtt.core.node import Node
@@ -49,7 +56,6 @@ from rtt.errors import Reason, RttError, invalid, unavailable
 from rtt.protocol import dumps
 from rtt.settings import AppConfig
 
-MAX_SESSION_ID = 64
 AUTHENTICATE = ("authenticationV2", "AUTHENTICATE")
 
 
@@ -122,18 +128,11 @@ async def _dispatch(node: Node, request: Request) -> Response:
         app = _app(node, app_id)
         raw = await _read(node, request, app)
         body = parse_json(raw, settings.max_json_depth)
-        if not isinstance(body, dict):
-            raise invalid("body must be a JSON object")
-        packet_id, messages = body.get("packetId"), body.get("messages")
-        if not is_packet_id(packet_id):
-            raise invalid(f"packetId must be an integer from 0 to {MAX_PACKET_ID}")
-        most = settings.dispatcher_max_messages
-        if not isinstance(messages, list) or not 0 < len(messages) <= most:
-            raise invalid(f"messages must be a list of 1 to {most} operations")
+        packet = _packet(body, settings.dispatcher_max_messages)
     except RttError as e:
         return json_response(e.body(), e.status)
     assert app_id is not None
-    session_id = body.get("sessionId")
+    packet_id, messages, session_id = packet.packetId, packet.messages, packet.sessionId
     session = await _live_session(node, app_id, session_id)
 
     async def run() -> tuple[int, bytes]:
@@ -163,6 +162,19 @@ async def _dispatch(node: Node, request: Request) -> Response:
     return Response(answer, status, media_type="application/json")
 
 
+def _packet(body: object, most: int) -> ClientPacket:
+    """The packet's envelope, at most `most` messages; each message is checked when it runs."""
+    if not isinstance(body, dict):
+        raise invalid("body must be a JSON object")
+    try:
+        packet = ClientPacket.model_validate(body)
+    except ValidationError as e:
+        raise packet_refusal(e, most) from None
+    if len(packet.messages) > most:
+        raise invalid(f"messages must be a list of 1 to {most} operations")
+    return packet
+
+
 async def _live_session(node: Node, app_id: str, session_id: object) -> ClientSession | None:
     """The packet's session, its expiry extended; None if it names none that is live."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
@@ -190,18 +202,15 @@ async def _run(
     """One message → (the caller for the messages after it, its response). A sign-in
     replaces the caller, so a bundle may sign in and go on in the new session."""
     try:
-        if not isinstance(message, dict):
-            raise invalid("each message must be an object")
-        if _is_authenticate(message):
-            session, data = await authenticate(node, app_id, app, message.get("data"))
+        call = parse_call(message)
+        if (call.service, call.operation) == AUTHENTICATE:
+            session, data = await authenticate(node, app_id, app, call.data)
             return session_caller(app, session), {"status": 200, "data": data}
         if caller is None:
             if named_session:
                 raise RttError(403, Reason.SESSION_EXPIRED, "session expired or unknown")
             raise RttError(403, Reason.BAD_AUTH, "no session: authenticate first")
-        result = await dispatch(
-            node, caller, message.get("service"), message.get("operation"), message.get("data")
-        )
+        result = await dispatch(node, caller, call.service, call.operation, call.data)
     except RttError as e:
         return caller, e.body()
     return caller, {"status": 200, "data": result}

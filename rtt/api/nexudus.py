@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +24,15 @@ from starlette.routing import Route
 from rtt.api import nexudus_auth
 from rtt.api.http import json_response, parse_json, read_body
 from rtt.api.nexudus_auth import ApiCaller
+from rtt.api.schemas import failed_fields
+from rtt.api.schemas.nexudus import (
+    MAX_USER_ID,
+    ChatUserMessageCreate,
+    ChatUserMessageUpdate,
+    PropertyError,
+    TokenForm,
+    property_errors,
+)
 from rtt.core.chat_user_messages import SERVICE, Unchangeable
 from rtt.core.node import Node, now_ms
 from rtt.core.registry import Caller, dispatch
@@ -30,9 +40,7 @@ from rtt.errors import Reason, RttError
 from rtt.protocol import dumps, loads
 
 RECORD = "ChatUserMessage"
-MAX_USER_ID = 2**31 - 1  # Nexudus ids are Int32
 MAX_FORM_BYTES = 16 * 1024
-REQUIRED = "is a required field"
 ORDERS = {
     "id": ("Id", "id"),
     "createdon": ("CreatedOn", "msgCr"),
@@ -59,9 +67,6 @@ def _denied() -> _Answer:
 def _failed(status: int, message: str, headers: dict[str, str] | None = None) -> _Answer:
     body = {"Status": status, "Message": message, "Value": None, "Errors": None}
     return _Answer(json_response(body | {"WasSuccessful": False}, status, headers))
-
-
-PropertyError = tuple[str, Any, str]  # (PropertyName, AttemptedValue, Message)
 
 
 def _invalid(errors: list[PropertyError]) -> _Answer:
@@ -188,51 +193,28 @@ def _done(caller: ApiCaller, message: str, value: Any) -> Response:
 # --- request shapes -------------------------------------------------------------------------
 
 
-def _is_user_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USER_ID
-
-
-def _record_request(body: object, with_id: bool) -> tuple[dict[str, Any], list[PropertyError]]:
-    """A create (or, `with_id`, update) body → the core's request fields, and every property
-    error found."""
+def _record_request(body: object, with_id: bool) -> dict[str, Any]:
+    """A create (or, `with_id`, update) body → the core's request fields; else 400 listing
+    every property error."""
     if not isinstance(body, dict):
-        return {}, [("", None, "the body must be a JSON object")]
-    errors: list[PropertyError] = []
-    data: dict[str, Any] = {}
-    if with_id:
-        number = body.get("Id")
-        if number is None:
-            errors.append(("Id", None, REQUIRED))
-        elif not _is_user_id(number) or number < 1:
-            errors.append(("Id", number, f"must be an integer from 1 to {MAX_USER_ID}"))
-        else:
-            data["id"] = number
-    sender = body.get("FromUserId")
-    if sender is None:
-        errors.append(("FromUserId", None, REQUIRED))
-    elif not _is_user_id(sender):
-        errors.append(("FromUserId", sender, f"must be an integer from 0 to {MAX_USER_ID}"))
-    else:
-        data["fromProfileId"] = str(sender)
-    to = body.get("ToUsers")
-    if to is not None:
-        if not isinstance(to, list) or not all(_is_user_id(u) for u in to):
-            errors.append(("ToUsers", to, f"must be a list of integers from 0 to {MAX_USER_ID}"))
-        else:
-            data["toProfileIds"] = [str(u) for u in to]
+        raise _invalid([("", None, "the body must be a JSON object")])
+    model = ChatUserMessageUpdate if with_id else ChatUserMessageCreate
+    try:
+        record = model.model_validate(body)
+    except ValidationError as e:
+        raise _invalid(property_errors(e, body)) from None
+    data: dict[str, Any] = {"fromProfileId": str(record.FromUserId)}
+    if isinstance(record, ChatUserMessageUpdate):
+        data["id"] = record.Id
+    if record.ToUsers is not None:
+        data["toProfileIds"] = [str(u) for u in record.ToUsers]
     content: dict[str, Any] = {}
-    text = body.get("ChatText")
-    if text is not None:
-        if not isinstance(text, str):
-            errors.append(("ChatText", text, "must be a string"))
-        content["text"] = text
-    delivered = body.get("Delievered")
-    if delivered is not None:
-        if not isinstance(delivered, bool):
-            errors.append(("Delievered", delivered, "must be true or false"))
-        content["delievered"] = delivered
+    if record.ChatText is not None:
+        content["text"] = record.ChatText
+    if record.Delievered is not None:
+        content["delievered"] = record.Delievered
     data["contentJson"] = content
-    return data, errors
+    return data
 
 
 async def _json_body(request: Request) -> object:
@@ -302,16 +284,17 @@ async def _token(request: Request) -> Response:
         raw = await read_body(request, MAX_FORM_BYTES)
     except RttError as e:
         return json_response({"error": "invalid_request", "error_description": e.message}, 400)
-    form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-    if form.get("grant_type") != "password":
-        return json_response({"error": "unsupported_grant_type"}, 400)
-    username, password = form.get("username"), form.get("password")
-    if not username or password is None:
+    given = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    try:
+        form = TokenForm.model_validate(given)
+    except ValidationError as e:
+        if "grant_type" in failed_fields(e):
+            return json_response({"error": "unsupported_grant_type"}, 400)
         return json_response(
             {"error": "invalid_request", "error_description": "username and password are required"},
             400,
         )
-    caller = nexudus_auth.by_password(settings.apps, username, password)
+    caller = nexudus_auth.by_password(settings.apps, form.username, form.password)
     if caller is None:
         return json_response(
             {"error": "invalid_grant", "error_description": "bad username or password"}, 400
@@ -356,9 +339,7 @@ async def _read(request: Request) -> Response:
 
 async def _create(request: Request) -> Response:
     caller = _authorize(request, "Create")
-    data, errors = _record_request(await _json_body(request), with_id=False)
-    if errors:
-        raise _invalid(errors)
+    data = _record_request(await _json_body(request), with_id=False)
     created = await _run(request, caller, "CREATE", data)
     return _done(caller, "created", {"Id": created["id"]})
 
@@ -371,9 +352,7 @@ async def _update(request: Request) -> Response:
         if body.get("Id") is not None and body["Id"] != path_id:
             raise _invalid([("Id", body["Id"], "does not match the Id in the path")])
         body = {**body, "Id": path_id}
-    data, errors = _record_request(body, with_id=True)
-    if errors:
-        raise _invalid(errors)
+    data = _record_request(body, with_id=True)
     updated = await _run(request, caller, "UPDATE", data)
     return _done(caller, "updated", {"Id": updated["id"]})
 

@@ -22,12 +22,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from rtt.api.http import json_response, parse_json, read_body
+from rtt.api.schemas.rongcloud import ChannelSend, PublishForm, refusal
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.engines.base import EngineUnavailable, NonceClaim
@@ -147,9 +149,14 @@ def _json_fields(raw: bytes, node: Node) -> dict[str, Any]:
     body = parse_json(raw, node.settings.max_json_depth)
     if not isinstance(body, dict):
         raise invalid("body must be a JSON object")
+    try:
+        ChannelSend.model_validate(body)
+    except ValidationError as e:
+        raise refusal(e) from None
     return body
 
 
+# publish.json's form names → the core's fields
 _FORM_NAMES = {
     "fromUserId": "fromUserId",
     "objectName": "messageType",
@@ -170,28 +177,35 @@ def _form_fields(raw: bytes, caller: Caller) -> dict[str, Any]:
     """publish.json's form → the core's fields: repeated `toUserId` → `toUserIds`,
     `objectName` → `messageType`, `isPersisted` → `shouldPersist`; numbers and booleans from
     their text (`True`, as RongCloud's Python SDK writes it, included). A field given twice,
-    or text that is not what it should be, is left for the core to refuse (1002)."""
+    or text that is not what it should be, answers 1002."""
     limit = caller.app.limits.max_recipients_rongcloud + 2 * len(_FORM_NAMES)
     try:
         pairs = parse_qsl(raw.decode(), keep_blank_values=True, max_num_fields=limit)
     except (UnicodeDecodeError, ValueError):
         raise invalid("body is not a form of at most the allowed fields") from None
-    data: dict[str, Any] = {"toUserIds": []}
+    given: dict[str, Any] = {"toUserId": []}
     for name, value in pairs:
         if name == "toUserId":
-            data["toUserIds"].append(value)
+            given["toUserId"].append(value)
+        elif name in _FORM_NAMES:
+            if name in given:
+                raise invalid(f"{name} is given more than once")
+            given[name] = value
+    try:
+        form = PublishForm.model_validate(given)
+    except ValidationError as e:
+        raise refusal(e) from None
+    data: dict[str, Any] = {"toUserIds": form.toUserId}
+    for name, field in _FORM_NAMES.items():
+        text: str | None = getattr(form, name)
+        if text is None:
             continue
-        field = _FORM_NAMES.get(name)
-        if field is None:
-            continue
-        if field in data:
-            raise invalid(f"{name} is given more than once")
-        if field in _NUMBERS and value.isascii() and value.isdigit() and len(value) < 19:
-            data[field] = int(value)
+        if field in _NUMBERS:
+            data[field] = int(text)
         elif field == "disablePush":
-            data[field] = _BOOLEANS.get(value.lower(), value)
+            data[field] = _BOOLEANS[text.lower()]
         else:
-            data[field] = value
+            data[field] = text
     return data
 
 

@@ -18,10 +18,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rtt.api.http import json_response, parse_json, read_body
+from rtt.api.schemas.braincloud import (
+    MAX_PACKET_ID,
+    MAX_PACKET_MESSAGES,
+    MAX_SESSION_ID,
+    S2SPacket,
+    credentials,
+    packet_refusal,
+    parse_call,
+)
 from rtt.core.claims import exactly_once
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
@@ -30,8 +40,6 @@ from rtt.engines.base import ClaimState, EngineUnavailable, S2SSession
 from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 
-MAX_PACKET_MESSAGES = 50
-MAX_PACKET_ID = 2**63 - 1  # what every store keeps as an integer
 MAX_IDEMPOTENCY_KEY = 255
 RETRY_AFTER_SECONDS = "1"
 
@@ -41,30 +49,21 @@ KEY_PREFIX = "k:"  # Idempotency-Keys; session packets are claimed as "p:<sessio
 
 def _authenticate(node: Node, fields: object) -> Caller:
     """The app's server credentials, compared in constant time; 403/40304 otherwise."""
-    if not isinstance(fields, dict):
-        raise bad_auth()
-    app_id, server, secret = (
-        fields.get("appId"),
-        fields.get("serverName"),
-        fields.get("serverSecret"),
-    )
-    app = node.settings.apps.get(app_id) if isinstance(app_id, str) else None
-    expected = app.servers.get(server) if app and isinstance(server, str) else None
-    if app is None or expected is None or not isinstance(secret, str):
+    given = credentials(fields)
+    app = node.settings.apps.get(given.appId)
+    expected = app.servers.get(given.serverName) if app else None
+    if app is None or expected is None:
         raise bad_auth("unknown appId, serverName or serverSecret")
-    if not hmac.compare_digest(expected.encode(), secret.encode()):
+    if not hmac.compare_digest(expected.encode(), given.serverSecret.encode()):
         raise bad_auth("unknown appId, serverName or serverSecret")
-    return Caller(str(app_id), app)
+    return Caller(given.appId, app)
 
 
 async def _run(node: Node, caller: Caller, message: object) -> dict[str, Any]:
     """One operation → its response object, success or error."""
     try:
-        if not isinstance(message, dict):
-            raise invalid("each message must be an object")
-        data = await dispatch(
-            node, caller, message.get("service"), message.get("operation"), message.get("data")
-        )
+        call = parse_call(message)
+        data = await dispatch(node, caller, call.service, call.operation, call.data)
     except RttError as e:
         return e.body()
     return {"status": 200, "data": data}
@@ -201,18 +200,16 @@ async def _session_packet(
         else:
             session = await _live_session(node, session_id)
             caller = Caller(session.app, node.settings.apps[session.app])
-        if not is_packet_id(packet_id):
-            raise invalid(f"packetId must be an integer from 0 to {MAX_PACKET_ID}")
-        if not isinstance(messages, list) or not 0 < len(messages) <= MAX_PACKET_MESSAGES:
-            raise invalid(f"messages must be a list of 1 to {MAX_PACKET_MESSAGES} operations")
+        packet = _packet_model(body)
     except RttError as e:  # a packetId that is not one is not echoed either
         return _packet_error(packet_id if is_packet_id(packet_id) else None, count, e)
+    packet_id, messages = packet.packetId, packet.messages
     if session.last_packet is not None and packet_id < session.last_packet:
         return _packet_error(packet_id, count, invalid("packetId is older than the last one"))
 
     async def run() -> tuple[int, bytes]:
         responses: list[dict[str, Any]] = []
-        operations = messages
+        operations: list[object] = list(messages)
         if session_id is None:  # the packet opened the session: answer AUTHENTICATE first
             heartbeat = max(1, int(node.settings.s2s_session_seconds // 2))
             responses.append(
@@ -221,7 +218,7 @@ async def _session_packet(
                     "data": {"sessionId": session.session_id, "heartbeatSeconds": heartbeat},
                 }
             )
-            operations = messages[1:]
+            operations = operations[1:]
         for message in operations:
             responses.append(await _run(node, caller, message))
         raw = _packet(packet_id, responses)
@@ -247,9 +244,17 @@ async def _session_packet(
     return await _idempotent(node, request, (session.app, session.server, raw_body), produce)
 
 
+def _packet_model(body: dict[str, Any]) -> S2SPacket:
+    """The packet's envelope; its messages are each checked when they run (`_run`)."""
+    try:
+        return S2SPacket.model_validate(body)
+    except ValidationError as e:
+        raise packet_refusal(e, MAX_PACKET_MESSAGES) from None
+
+
 async def _live_session(node: Node, session_id: object) -> S2SSession:
     expired = RttError(403, Reason.S2S_SESSION_EXPIRED, "S2S session expired or unknown")
-    if not isinstance(session_id, str) or len(session_id) > 64:
+    if not isinstance(session_id, str) or len(session_id) > MAX_SESSION_ID:
         raise expired
     session = await node.engine.store.get_s2s_session(session_id)
     if session is None or session.expires_at < time.time() or session.app not in node.settings.apps:
