@@ -17,6 +17,7 @@ from rtt.api import nexudus, rtt_socket
 from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
+from rtt.api.metrics import metrics as metrics_endpoint
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
 from rtt.core import accounts, channel, chat_user_messages, events, messaging, system
@@ -26,6 +27,7 @@ from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.http_protocol import HttpLimits, http_protocol
+from rtt.metrics import Metrics
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 from rtt.tasks import stop_task
@@ -91,12 +93,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         channel.operations,
         chat_user_messages.operations,
     )
-    node = Node(settings, engine, Hub(engine.presence), registry)
+    metrics = Metrics(settings.metrics, settings.metrics_cache_seconds)
+    node = Node(settings, engine, Hub(engine.presence, metrics), registry, metrics)
     hub = node.hub
+
+    def on_gap() -> None:
+        """The broker reconnected: fan-outs may have been lost, every session heals."""
+        metrics.broker_reconnects.inc()
+        hub.heal_all()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await engine.start(hub.dispatch, hub.heal_all)
+        await engine.start(hub.dispatch, on_gap)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
         try:
             # uvicorn passes lifespan state to each WebSocketProtocol it builds
@@ -111,6 +119,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/dispatcherv2", client_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             *RONGCLOUD_ROUTES,
             *nexudus.ROUTES,
         ],

@@ -210,6 +210,9 @@ class PushOutbox(Protocol):
     async def dropped(self, app: str) -> int:
         """How many of the app's entries retention has dropped undelivered, ever."""
 
+    async def depth(self, app: str) -> int:
+        """How many entries of the app wait in the outbox (read at scrape time, not per send)."""
+
 
 class Broker(Protocol):
     """A doorbell between nodes: at-most-once, so receivers heal gaps from the Store."""

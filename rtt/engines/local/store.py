@@ -743,6 +743,13 @@ class SqliteStore:
 
         return await self._db.run(read)
 
+    async def depth(self, app: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            sql = "SELECT count(*) FROM push_outbox WHERE app = ?"  # on the push_profile index
+            return int(conn.execute(sql, (app,)).fetchone()[0])
+
+        return await self._db.run(read)
+
 
 def _retain(conn: sqlite3.Connection, retention: Retention, now: float) -> None:
     """Delete events past their age, and drop push entries past their age or their app's

@@ -698,3 +698,7 @@ class RedisStore:
     @guarded
     async def dropped(self, app: str) -> int:
         return int(await self._r.hget(keys.PUSH_DROPPED, keys.outbox(app)) or 0)
+
+    @guarded
+    async def depth(self, app: str) -> int:
+        return int(await self._r.xlen(keys.outbox(app)))
