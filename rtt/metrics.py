@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from rtt.errors import CloseCode
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# the classic text format every Prometheus reads (rtt's names need none of 1.0.0's escaping)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # close codes a peer may send besides ours; any other code it sends is counted as "other",
 # so a client cannot grow the label set
