@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from rtt.api import nexudus, rtt_socket
+from rtt.api import admin, nexudus, rtt_socket
 from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
@@ -122,6 +122,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *RONGCLOUD_ROUTES,
             *nexudus.ROUTES,
+            *admin.ROUTES,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
