@@ -20,6 +20,7 @@ from rtt.api.http import http_error
 from rtt.api.metrics import metrics as metrics_endpoint
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
+from rtt.api.status import status_endpoint
 from rtt.core import accounts, channel, chat_user_messages, events, messaging, system
 from rtt.core.node import Node
 from rtt.core.registry import Operations
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/dispatcherv2", client_dispatcher, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/status", status_endpoint(), methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *RONGCLOUD_ROUTES,
             *nexudus.ROUTES,

@@ -1,23 +1,37 @@
-"""`rtt serve` runs one node; `rtt token` mints a connection token for a profile."""
+"""rtt: a self-hosted real-time system-messaging server.
+
+`rtt serve` runs one node; `rtt token` mints a connection token for a profile; `rtt send`
+sends a system message from the terminal; `rtt status` asks a node how it is doing;
+`rtt check-config` and `rtt init` check and write the apps file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import resource
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
-from rtt import collector, tokens
+from rtt import collector, configfile, tokens
 from rtt.app import server_config
 from rtt.http_protocol import sockets_at_most
 from rtt.logs import log_config
-from rtt.settings import Settings, SettingsError, settings_from
+from rtt.settings import AppConfig, Settings, SettingsError, load_apps, settings_from
 
 # descriptors a node needs besides client sockets: its listener, the database and its WAL,
 # the Redis pool (64), the event loop's own, stdio, with room to spare
 FD_RESERVE = 256
+DEFAULT_URL = "http://127.0.0.1:8080"
+HTTP_TIMEOUT = 10.0
 
 
 def _print_demo(settings: Settings) -> None:
@@ -98,8 +112,122 @@ def token(args: argparse.Namespace) -> None:
         sys.exit(f"rtt token: {e}")
 
 
+def _app_of(command: str, config: str | None, app_id: str) -> AppConfig:
+    """The app `app_id` of the apps file, or exit saying what to fix."""
+    config = config or os.environ.get("RTT_CONFIG")
+    if not config:
+        sys.exit(f"rtt {command}: needs --config (or RTT_CONFIG), the apps file with its secrets")
+    try:
+        apps = load_apps(Path(config))
+    except (OSError, ValueError, ValidationError) as e:  # TOMLDecodeError is a ValueError
+        sys.exit(f"rtt {command}: cannot use {config}: {e}\n(run: rtt check-config {config})")
+    app = apps.get(app_id)
+    if app is None:
+        sys.exit(f"rtt {command}: no app {app_id!r} in {config} (it has: {', '.join(apps)})")
+    return app
+
+
+def _http(command: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """One request to a node (POST when there is a body); (HTTP status, decoded JSON), or exit
+    saying why the node could not be asked."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:  # an answer all the same: rtt errors are JSON bodies
+        status, raw = e.code, e.read()
+    except (OSError, ValueError) as e:  # refused, timed out, a malformed --url
+        sys.exit(f"rtt {command}: cannot reach {url}: {getattr(e, 'reason', e)}")
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        sys.exit(f"rtt {command}: {url} answered HTTP {status} with no JSON: is it an rtt node?")
+
+
+def send(args: argparse.Namespace) -> None:
+    app = _app_of("send", args.config, args.app)
+    recipients = [p.strip() for p in args.to.split(",") if p.strip()]
+    if not recipients:
+        sys.exit("rtt send: --to names no profile (give ids separated by commas)")
+    server = args.server or next(iter(app.servers), None)
+    if server is None or server not in app.servers:
+        sys.exit(f"rtt send: app {args.app!r} has no S2S server {args.server or ''!r} to sign in")
+    body = {
+        "appId": args.app,
+        "serverName": server,
+        "serverSecret": app.servers[server],
+        "service": "messaging",
+        "operation": "SYS_SEND_MESSAGE",
+        "data": {
+            "toProfileIds": recipients,
+            "contentJson": {"text": args.text},
+            "fromJson": {"id": None, "name": args.sender},
+        },
+    }
+    status, answer = _http("send", args.url.rstrip("/") + "/s2sdispatcher", body)
+    if isinstance(answer, dict) and answer.get("status") == 200:
+        print(answer["data"]["msgId"])
+        return
+    if isinstance(answer, dict) and "reason_code" in answer:
+        sys.exit(
+            f"rtt send: refused: {answer.get('status')}/{answer['reason_code']}"
+            f" {answer.get('status_message')}"
+        )
+    sys.exit(f"rtt send: unexpected answer (HTTP {status}): {answer}")
+
+
+def status(args: argparse.Namespace) -> None:
+    code, answer = _http("status", args.url.rstrip("/") + "/status")
+    if not isinstance(answer, dict) or "engine" not in answer:
+        sys.exit(f"rtt status: unexpected answer (HTTP {code}): {answer}")
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        engine, connections, outbox = answer["engine"], answer["connections"], answer["outbox"]
+        health = "ready" if engine["ready"] else f"NOT READY ({engine['error']})"
+        waiting = (
+            f"{outbox['depth']} entries waiting, {outbox['dropped']} dropped by retention"
+            if outbox
+            else "unknown (engine not ready)"
+        )
+        print(
+            f"node     {answer['node']} (rtt {answer['version']}) at {args.url}\n"
+            f"engine   {engine['kind']}: {health}\n"
+            f"sockets  {connections['sockets']} ({connections['profiles']} profiles)\n"
+            f"outbox   {waiting}"
+        )
+    if answer["status"] != "ok":
+        sys.exit(1)
+
+
+def check_config(args: argparse.Namespace) -> None:
+    found = configfile.problems(Path(args.file))
+    for problem in found:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if found:
+        sys.exit(1)
+    print(f"{args.file}: OK")
+
+
+def init(args: argparse.Namespace) -> None:
+    path = Path(args.path)
+    try:
+        configfile.write_new(path, configfile.template(args.app))
+    except FileExistsError:
+        sys.exit(f"rtt init: {path} exists; not overwriting it (its secrets may be in use)")
+    except (OSError, ValueError) as e:
+        sys.exit(f"rtt init: {e}")
+    print(
+        f"rtt init: wrote {path} (app {args.app!r}, fresh secrets, mode 0600).\n"
+        f"Start a node with: rtt serve --config {path}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="rtt", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="rtt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     s = commands.add_parser("serve", help="run one rtt node")
     s.add_argument("--config", help="apps TOML file (default: RTT_CONFIG, else a demo app)")
@@ -116,5 +244,51 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     t.add_argument("--config", help="apps TOML file (default: RTT_CONFIG)")
     t.set_defaults(run=token)
+    m = commands.add_parser(
+        "send",
+        help="send a system message to profiles through a running node",
+        description="Send a system message (messaging/SYS_SEND_MESSAGE) to profiles, through a"
+        " running node's /s2sdispatcher, signed in as one of the app's S2S servers from the"
+        " apps file. Prints the new message's msgId; exits non-zero with the node's error.",
+        epilog='example: rtt send --app demo --to p1,p2 --text "hello" --config rtt.toml',
+    )
+    m.add_argument("--app", required=True, help="the app id (a table [apps.<id>] of the file)")
+    m.add_argument("--to", required=True, metavar="P1,P2", help="profile ids, comma separated")
+    m.add_argument("--text", required=True, help='the message; sent as contentJson {"text"}')
+    m.add_argument("--url", default=DEFAULT_URL, help=f"the node (default {DEFAULT_URL})")
+    m.add_argument("--config", help="apps file with the S2S secret (default: RTT_CONFIG)")
+    m.add_argument("--server", help="which of the app's S2S servers (default: its first)")
+    m.add_argument(
+        "--from", dest="sender", default="System", help="sender name shown (default System)"
+    )
+    m.set_defaults(run=send)
+    st = commands.add_parser(
+        "status",
+        help="ask a node how it is doing",
+        description="Print a node's name, version, engine and its health, the sockets"
+        " connected to it and the push-outbox entries waiting, from its GET /status."
+        " Exits 1 when the node's engine does not answer.",
+    )
+    st.add_argument("--url", default=DEFAULT_URL, help=f"the node (default {DEFAULT_URL})")
+    st.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    st.set_defaults(run=status)
+    c = commands.add_parser(
+        "check-config",
+        help="check an apps file without starting a node",
+        description="Validate an apps TOML file with the rules `rtt serve` applies. Prints"
+        " every problem on its own line naming the app and the field, and exits 1; prints OK"
+        " and exits 0 when a node would accept the file.",
+    )
+    c.add_argument("file", help="the apps TOML file, e.g. rtt.toml")
+    c.set_defaults(run=check_config)
+    i = commands.add_parser(
+        "init",
+        help="write a new commented apps file with fresh secrets",
+        description="Write a commented apps TOML file for one app, with freshly generated"
+        " secrets, readable by you only. Refuses to overwrite an existing file.",
+    )
+    i.add_argument("--path", default="rtt.toml", help="where to write it (default rtt.toml)")
+    i.add_argument("--app", default="demo", help="the app id to create (default demo)")
+    i.set_defaults(run=init)
     args = parser.parse_args(argv)
     args.run(args)

@@ -211,7 +211,7 @@ class PushOutbox(Protocol):
         """How many of the app's entries retention has dropped undelivered, ever."""
 
     async def depth(self, app: str) -> int:
-        """How many entries of the app wait in the outbox (read at scrape time, not per send)."""
+        """How many of the app's entries are in the outbox now (at most its retention)."""
 
 
 class Broker(Protocol):

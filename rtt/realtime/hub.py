@@ -95,6 +95,10 @@ class Hub:
             del self._sessions[key]
         await self._presence.leave(*key)
 
+    def counts(self) -> tuple[int, int]:
+        """(profiles, sockets) connected to this node, for `GET /status`."""
+        return len(self._sessions), sum(map(len, self._sessions.values()))
+
     def heal_all(self) -> None:
         """Fanouts may have been lost (broker reconnect): every session re-reads its gap."""
         for sessions in self._sessions.values():

@@ -19,7 +19,7 @@ from tests.support.server import APPS_TOML
 RECIPIENTS = 100_000
 SENDS = 3
 ONLINE = 5  # recipients with a socket, spread over the list
-HEARTBEAT_BOUND = 0.4  # seconds; see the test's docstring
+HEARTBEAT_BOUND = 0.25  # seconds, on a CI machine running other tests; see the docstring
 
 BIG_APPS = APPS_TOML + "\n[apps.demo.limits]\nmax_recipients_s2s = 100000\n"
 
@@ -49,18 +49,16 @@ async def _heartbeats(rtt: Rtt, done: asyncio.Event) -> list[float]:
     return rtts
 
 
-async def test_a_huge_send_does_not_delay_another_sockets_heartbeat(
-    node: NodeProcess, request: pytest.FixtureRequest
-) -> None:
+async def test_a_huge_send_does_not_delay_another_sockets_heartbeat(node: NodeProcess) -> None:
     """Pins: a send to 100 000 profiles (a handful online) held the node's loop in one piece
-    (finding who is offline, building 100 000 push entries and per-recipient parts, dispatching
-    every target), so a heartbeat on an unrelated socket waited up to 235 ms per send. Now the
-    work is done in slices with the loop served in between; every online recipient still gets
-    each send's frame, in order. Measured here: worst round trip 700 ms before (local; redis
-    answered 503), 120 ms (local) / 300-1300 ms (redis) after. The bound is loose, and checked
-    on the local engine only, because what is left is not sliced yet: checking the 100 000 ids
-    (rtt/domain/fields.py) and the engines' own per-recipient work (SQLite index; on redis the
-    script's arguments and reply, and the fan-out's pub/sub encoding and decoding)."""
+    (checking the ids, finding who is offline, building 100 000 push entries, key names and
+    per-recipient parts, packing the redis script's 300 000 keys, encoding and decoding the
+    fan-out), so a heartbeat on an unrelated socket waited 700 ms (local) and up to 1.3 s
+    (redis). Now that work runs in slices or in single C calls, push entries and the local
+    indexes are objects the garbage collector does not track, and `rtt serve` tunes the
+    collector (rtt/collector.py); every online recipient still gets each send's frame, in
+    order. On a quiet machine the worst round trip is now tens of ms on both engines; the
+    bound leaves room for a CI machine running other tests at the same time."""
     online = [f"u{i * (RECIPIENTS // ONLINE)}" for i in range(ONLINE)]
     s2s = S2S(node)  # type: ignore[arg-type]
     s2s.http.timeout = 30.0
@@ -80,12 +78,10 @@ async def test_a_huge_send_does_not_delay_another_sockets_heartbeat(
             frames = await rtt.pushed(SENDS, timeout=20.0)
             assert [f["data"]["msgId"] for f in frames] == msg_ids
             assert [f["seq"] for f in frames] == [1, 2, 3]
-        worst = max(rtts)
         top = sorted(rtts, reverse=True)[:8]
-        if request.node.callspec.params["node"] == "local":
-            assert worst < HEARTBEAT_BOUND, (
-                f"heartbeat round trips (ms): {[round(t * 1000) for t in top]}"
-            )
+        assert top[0] < HEARTBEAT_BOUND, (
+            f"heartbeat round trips (ms): {[round(t * 1000) for t in top]}"
+        )
     finally:
         await s2s.close()
         for rtt in [watcher, *receivers]:

@@ -12,13 +12,39 @@ app, then profile, so the per-recipient work of a send is one string-keyed looku
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable
+from struct import Struct
 
 Key = tuple[str, str]  # (app, profile)
 
 POSITION_BITS = 24  # a stream ref is frame id << POSITION_BITS | the target's place in it
 _POSITION_MASK = (1 << POSITION_BITS) - 1
+# Every per-profile list is a bytearray of native int64s, not an array or an object: those are
+# tracked by the garbage collector, and three per profile made each full collection of a node
+# with 100 000 profiles a pause of tens of ms for every socket. A bytearray is never tracked,
+# and neither is a dict holding only strings and bytearrays.
+_INT = Struct("q")
+_SIZE = _INT.size
+
+
+def _ints(buf: bytes | bytearray) -> list[int]:
+    return array("q", buf).tolist()
+
+
+def _at(buf: bytearray, i: int) -> int:
+    return int(_INT.unpack_from(buf, i * _SIZE)[0])
+
+
+def _find(buf: bytearray, value: int) -> int:
+    """The index of `value` in the sorted int64s of `buf`, or -1."""
+    low, high = 0, len(buf) // _SIZE
+    while low < high:
+        middle = (low + high) // 2
+        if _at(buf, middle) < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low if low < len(buf) // _SIZE and _at(buf, low) == value else -1
 
 
 def entry_key(msg_no: int, sent: bool) -> int:
@@ -36,53 +62,44 @@ class Boxes:
     so appending keeps them sorted)."""
 
     def __init__(self) -> None:
-        self._of: dict[str, dict[str, array[int]]] = {}
+        self._of: dict[str, dict[str, bytearray]] = {}
 
     def add(self, app: str, profiles: Iterable[str], entry: int) -> None:
         of = self._of.setdefault(app, {})
+        packed = _INT.pack(entry)
         for profile in profiles:
             entries = of.get(profile)
             if entries is None:
-                of[profile] = array("q", (entry,))
+                of[profile] = bytearray(packed)
             else:
-                entries.append(entry)
+                entries += packed
 
     def has(self, app: str, profile: str, entry: int) -> bool:
         entries = self._of.get(app, {}).get(profile)
-        if not entries:
-            return False
-        i = bisect_left(entries, entry)
-        return i < len(entries) and entries[i] == entry
+        return entries is not None and _find(entries, entry) >= 0
 
     def remove(self, app: str, profile: str, entry: int) -> None:
         entries = self._of.get(app, {}).get(profile)
         if entries:
-            i = bisect_left(entries, entry)
-            if i < len(entries) and entries[i] == entry:
-                del entries[i]
+            i = _find(entries, entry)
+            if i >= 0:
+                del entries[i * _SIZE : (i + 1) * _SIZE]
 
     def entries(self, app: str, profile: str) -> list[int]:
-        return self._of.get(app, {}).get(profile, array("q")).tolist()
-
-
-class _Stream:
-    __slots__ = ("first", "refs")
-
-    def __init__(self, first: int) -> None:
-        self.first = first  # seq of refs[0]
-        self.refs: array[int] = array("q")
+        return _ints(self._of.get(app, {}).get(profile, b""))
 
 
 class Streams:
     """Each profile's retained stream items (seqs are gap-free, so a first seq and the frame
-    refs in order say it all), and how many items still point at each frame row.
+    refs in order say it all: one bytearray of int64s, the first seq then the refs), and how
+    many items still point at each frame row.
 
     A frame row outlives the items trimmed from some of its targets while another still uses
     it, so the first seq each trimmed profile keeps (`kept_from`) is stored too: rebuilding
     must not revive what the sweep dropped."""
 
     def __init__(self) -> None:
-        self._of: dict[str, dict[str, _Stream]] = {}
+        self._of: dict[str, dict[str, bytearray]] = {}
         self.users: dict[int, int] = {}  # frame id -> retained items pointing at it
         self.kept_from: dict[Key, int] = {}
 
@@ -90,7 +107,7 @@ class Streams:
         """The profile's latest seq. Safe to read from another thread than the one changing the
         index: a stream only ever grows by one appended ref, or is replaced whole."""
         stream = self._of.get(app, {}).get(profile)
-        return 0 if stream is None else stream.first + len(stream.refs) - 1
+        return 0 if stream is None else _at(stream, 0) + len(stream) // _SIZE - 2
 
     def next_seqs(self, app: str, profiles: list[str]) -> list[int]:
         """The seq each (distinct) profile's next item gets."""
@@ -98,7 +115,7 @@ class Streams:
         seqs = []
         for profile in profiles:
             stream = of.get(profile)
-            seqs.append(1 if stream is None else stream.first + len(stream.refs))
+            seqs.append(1 if stream is None else _at(stream, 0) + len(stream) // _SIZE - 1)
         return seqs
 
     def add_frame(self, app: str, frame_id: int, profiles: list[str], seqs: list[int]) -> list[int]:
@@ -109,13 +126,13 @@ class Streams:
         base, used, freed = frame_id << POSITION_BITS, 0, []
         for position, (profile, seq) in enumerate(zip(profiles, seqs, strict=True)):
             stream = of.get(profile)
-            if stream is None or seq != stream.first + len(stream.refs):
+            if stream is None or seq != _at(stream, 0) + len(stream) // _SIZE - 1:
                 if seq < self.kept_from.get((app, profile), 0):
                     continue
                 if stream is not None:
-                    freed += self._release(stream.refs)
-                stream = of[profile] = _Stream(seq)
-            stream.refs.append(base | position)
+                    freed += self._release(_ints(stream[_SIZE:]))
+                stream = of[profile] = bytearray(_INT.pack(seq))
+            stream += _INT.pack(base | position)
             used += 1
         if used:
             self.users[frame_id] = used
@@ -127,10 +144,10 @@ class Streams:
         stream = self._of.get(app, {}).get(profile)
         if stream is None:
             return None if after > 0 else (1, [])
-        start = after + 1 - stream.first
-        if start < 0 or start > len(stream.refs):
+        start = after + 1 - _at(stream, 0)
+        if start < 0 or start > len(stream) // _SIZE - 1:
             return None
-        return after + 1, stream.refs[start : start + limit].tolist()
+        return after + 1, _ints(stream[(1 + start) * _SIZE : (1 + start + limit) * _SIZE])
 
     def profiles(self) -> list[Key]:
         """Every profile with a stream: what a sweep trims, a slice at a time."""
@@ -149,16 +166,16 @@ class Streams:
             streams = self._of.get(app, {})
             stream = streams.get(profile)
             if stream is not None:
-                refs = stream.refs
+                refs = _ints(stream[_SIZE:])
                 drop = max(0, len(refs) - max_items)
                 while drop < len(refs) - 1 and refs[drop] >> POSITION_BITS < first_young_frame:
                     drop += 1
                 if drop:
                     freed += self._release(refs[:drop])
-                    kept = _Stream(stream.first + drop)
-                    kept.refs = refs[drop:]
-                    streams[profile] = kept  # replaced in one step (see `latest`)
-                    self.kept_from[app, profile] = kept.first
+                    first = _at(stream, 0) + drop
+                    # replaced in one step (see `latest`)
+                    streams[profile] = bytearray(_INT.pack(first)) + stream[(1 + drop) * _SIZE :]
+                    self.kept_from[app, profile] = first
                     moved.append((app, profile))
         return freed, moved
 

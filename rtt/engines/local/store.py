@@ -745,8 +745,8 @@ class SqliteStore:
 
     async def depth(self, app: str) -> int:
         def read(conn: sqlite3.Connection) -> int:
-            sql = "SELECT count(*) FROM push_outbox WHERE app = ?"  # on the push_profile index
-            return int(conn.execute(sql, (app,)).fetchone()[0])
+            row = conn.execute("SELECT count(*) FROM push_outbox WHERE app = ?", (app,)).fetchone()
+            return int(row[0])
 
         return await self._db.run(read)
 
