@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from rtt.api import nexudus, rtt_socket
+from rtt.api import admin, nexudus, rtt_socket
 from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
+from rtt.api.metrics import metrics as metrics_endpoint
 from rtt.api.openapi import docs, openapi_json
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
@@ -28,6 +29,7 @@ from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.http_protocol import HttpLimits, http_protocol
+from rtt.metrics import Metrics
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 from rtt.tasks import stop_task
@@ -93,12 +95,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         channel.operations,
         chat_user_messages.operations,
     )
-    node = Node(settings, engine, Hub(engine.presence), registry)
+    metrics = Metrics(settings.metrics, settings.metrics_cache_seconds)
+    node = Node(settings, engine, Hub(engine.presence, metrics), registry, metrics)
     hub = node.hub
+
+    def on_gap() -> None:
+        """The broker reconnected: fan-outs may have been lost, every session heals."""
+        metrics.broker_reconnects.inc()
+        hub.heal_all()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await engine.start(hub.dispatch, hub.heal_all)
+        await engine.start(hub.dispatch, on_gap)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
         try:
             # uvicorn passes lifespan state to each WebSocketProtocol it builds
@@ -116,8 +124,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/status", status_endpoint(), methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             *RONGCLOUD_ROUTES,
             *nexudus.ROUTES,
+            *admin.ROUTES,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -249,6 +249,16 @@ class Settings(BaseSettings):
         le=16 * 1024 * 1024,
         description="bytes of events one client response carries (at least one event)",
     )
+    # --- metrics and the admin page (issue 13) -----------------------------------------------
+    metrics: bool = Field(
+        True, description="count what the node does and serve /metrics; false: /metrics is 404"
+    )
+    metrics_cache_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="values read from the engine at scrape time (outbox depth) are kept this long",
+    )
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

@@ -120,7 +120,11 @@ def _authorize(request: Request, role: str) -> ApiCaller:
 async def _run(request: Request, caller: ApiCaller, operation: str, data: dict[str, Any]) -> Any:
     try:
         return await dispatch(
-            _node(request), Caller(caller.app_id, caller.app), SERVICE, operation, data
+            _node(request),
+            Caller(caller.app_id, caller.app, door="nexudus"),
+            SERVICE,
+            operation,
+            data,
         )
     except RttError as e:
         raise _core_error(e) from None

@@ -190,11 +190,23 @@ OPERATIONS = [
     Op("get", "/readyz", "Operations", "The engine answers", {200: (Health,), 503: (Health,)}),
     Op("get", "/status", "Operations", "This node's totals", {200: (Status,), 503: (Status,)}),
 ]  # fmt: skip
-# the document and its page describe themselves too, by hand: they are no pydantic answer
-SELF = {
-    "/openapi.json": ("This document.", JSON, "object"),
-    "/docs": ("A page rendering this document.", "text/html", "string"),
-}
+# Routes whose answers are no pydantic model, described by hand: the document and its page,
+# the Prometheus text, and the admin page (HTML, its static files and its small JSON API).
+ADMIN = "Admin (HTTP Basic, an API user with the `admin` role)"
+ADMIN_ERRORS: dict[int, Models] = {s: (bc.ErrorBody,) for s in (400, 401, 403, 404, 413, 503)}
+BY_HAND: list[tuple[str, str, str, str, str, str, dict[int, Models]]] = [
+    ("get", "/openapi.json", "Operations", "This document.", JSON, "object", {}),
+    ("get", "/docs", "Operations", "A page rendering this document.", "text/html", "string", {}),
+    ("get", "/metrics", "Operations", "Prometheus metrics (404 with RTT_METRICS=false).",
+     "text/plain", "string", {404: (bc.ErrorBody,)}),
+    ("get", "/admin", ADMIN, "The admin page.", "text/html", "string", ADMIN_ERRORS),
+    ("get", "/admin/{name}", ADMIN, "The admin page's script and style.", "text/plain", "string",
+     ADMIN_ERRORS),
+    ("get", "/admin/api/{kind}", ADMIN, "`stats` (live counts) or `outbox` (a page of it).",
+     JSON, "object", ADMIN_ERRORS),
+    ("post", "/admin/api/{kind}", ADMIN, "`send`: a system message to profiles.", JSON, "object",
+     ADMIN_ERRORS),
+]  # fmt: skip
 
 
 def _content(
@@ -236,16 +248,26 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
-    for path, (summary, media, kind) in SELF.items():
+    for method, path, tag, summary, media, kind, errors in BY_HAND:
         answer = {"description": summary, "content": {media: {"schema": {"type": kind}}}}
-        paths[path] = {
-            "get": {
-                "tags": ["Operations"],
-                "summary": summary,
-                "operationId": f"get{path}".replace("/", "_"),
-                "responses": {"200": answer},
-            }
+        described: dict[str, Any] = {
+            "tags": [tag],
+            "summary": summary,
+            "operationId": f"{method}{path}".replace("/", "_").strip("_"),
+            "responses": {
+                "200": answer,
+                **{
+                    str(status): {"description": "ErrorBody", "content": _content(JSON, m, refs)}
+                    for status, m in errors.items()
+                },
+            },
         }
+        if "{" in path:
+            name = path[path.index("{") + 1 : path.index("}")]
+            described["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            ]
+        paths.setdefault(path, {})[method] = described
     return {
         "openapi": "3.1.0",
         "info": {

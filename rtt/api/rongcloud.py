@@ -36,6 +36,7 @@ from rtt.engines.base import EngineUnavailable, NonceClaim
 from rtt.errors import Reason, RttError, invalid, unavailable
 
 SEND = ("system", "SYS_SEND_CHANNEL_MESSAGE")
+DIALECT = "rongcloud"
 MAX_NONCE = 18
 TIMESTAMP = re.compile(r"[0-9]{1,13}")
 SIGNATURE = re.compile(r"[0-9a-fA-F]{40}")
@@ -106,8 +107,9 @@ async def _authenticate(node: Node, headers: Headers) -> Caller:
     if claim is NonceClaim.REPLAYED:
         raise _bad_signature("Nonce was already used")
     if claim is NonceClaim.FULL:
+        node.metrics.rate_limited(DIALECT)
         raise Refused(429, RATE, "too many requests within the signature window")
-    return Caller(app_id, settings.apps[app_id])
+    return Caller(app_id, settings.apps[app_id], door=DIALECT)
 
 
 def _refusal(error: RttError) -> Refused:

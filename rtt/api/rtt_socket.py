@@ -58,6 +58,11 @@ class Gateway(Wire, Protocol):
 
     last_received: float  # time.monotonic() of the last whole frame from the client
 
+    @property
+    def close_code(self) -> int:
+        """How the connection ended (read once it has): our close code, else the client's."""
+        ...
+
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
@@ -178,6 +183,10 @@ class BinaryFrames:
     def last_received(self, value: float) -> None:
         self._gateway.last_received = value
 
+    @property
+    def close_code(self) -> int:
+        return self._gateway.close_code
+
     def write(self, frame: bytes) -> None:
         if frame[:1] == TEXT_FIN:
             frame = BINARY_FIN + frame[1:]
@@ -240,6 +249,7 @@ class RttSocket:
         self._holding = False  # reading is paused because the backlog is full
         self._work: asyncio.Task[None] | None = None
         self._closed = False
+        node.metrics.opened()
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._silence_limit(), self._check_silence
         )
@@ -272,6 +282,7 @@ class RttSocket:
     def closed(self) -> None:
         """The socket is closing: stop the stream; leave the hub once in-flight work is done."""
         self._closed = True
+        self._node.metrics.closed(self._gateway.close_code)
         self._backlog = None
         if self._timer is not None:
             self._timer.cancel()
@@ -323,6 +334,7 @@ class RttSocket:
                 self._gateway.close(CloseCode.NORMAL, "client disconnect")
                 return None
         if not self._bucket.take(time.monotonic()):
+            self._node.metrics.rate_limited(self._caller.dialect)
             limited = RttError(429, Reason.RATE_LIMITED, "too many requests")
             self._session.send_now(_error_reply(frame, limited))
             return None

@@ -166,6 +166,7 @@ async def sys_send_channel_message(
     channel = node.engine.channel
     rate = caller.app.limits.rongcloud_rate_per_second
     if not await channel.take_rate(caller.app_id, len(send.to), rate):
+        node.metrics.rate_limited(caller.dialect)
         raise RttError(429, Reason.RATE_LIMITED, f"more than {rate} recipient-messages a second")
     if not await channel.add_sender(
         caller.app_id, send.sender, node.settings.rongcloud_max_senders

@@ -13,6 +13,7 @@ send does not hold up every other socket.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import orjson
@@ -65,9 +66,11 @@ async def deliver_message(
     else:
         frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
         mids = [b""] * len(inbox)
+    started = time.perf_counter()
     seqs = await node.engine.store.append_message(
         app_id, message, inbox, sent_by, frame, mids, pushes
     )
+    node.metrics.stored(started, app_id, inbox[0] if inbox else None, seqs)
     await node.engine.broker.publish(Fanout(app_id, frame, inbox, seqs, mids))
 
 
@@ -94,7 +97,9 @@ async def deliver_events(node: Node, app_id: str, app: AppConfig, events: list[E
     mids = await sliced(
         events, lambda some: [data_fields({"evId": e.ev_id, "toPlayerId": e.to_id}) for e in some]
     )
+    started = time.perf_counter()
     seqs = await node.engine.store.append_events(app_id, events, frame, mids, pushes)
+    node.metrics.stored(started, app_id, first.to_id, seqs)
     await node.engine.broker.publish(
         Fanout(
             app_id, frame, await sliced(events, lambda some: [e.to_id for e in some]), seqs, mids
@@ -138,7 +143,9 @@ async def deliver_channel(
         await node.engine.channel.queue_pushes(app_id, pushes)
         seqs = [0] * len(inbox)
     else:
+        started = time.perf_counter()
         seqs = await node.engine.store.append_message(
             app_id, message, inbox, None, frame, mids, pushes
         )
+        node.metrics.stored(started, app_id, inbox[0] if inbox else None, seqs)
     await node.engine.broker.publish(Fanout(app_id, frame, inbox, seqs, mids))

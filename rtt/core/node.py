@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rtt.engines.base import Engine
+from rtt.metrics import Metrics
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 
@@ -27,6 +28,7 @@ class Node:
     engine: Engine
     hub: Hub
     operations: Operations
+    metrics: Metrics
     reads: asyncio.Semaphore = field(init=False)
     """Client reads of many items run `settings.reads_in_flight` at a time, the others wait
     their turn in order: however many clients ask for big pages at once, the engine (the one

@@ -37,10 +37,16 @@ class Caller:
     profile: str | None = None
     name: str | None = None
     session: str | None = None  # the client session (/dispatcherv2) the call came in on
+    door: str | None = None  # the front door, where role alone does not say (metrics)
 
     @property
     def role(self) -> str:
         return SERVER if self.profile is None else CLIENT
+
+    @property
+    def dialect(self) -> str:
+        """The door the call came through: s2s, client, or the door's own name."""
+        return self.door or ("s2s" if self.profile is None else "client")
 
     def client_profile(self) -> str:
         if self.profile is None:
@@ -114,6 +120,7 @@ async def dispatch(
     if op.feature is not None and not getattr(caller.app.features, op.feature):
         raise RttError(400, Reason.FEATURE_NOT_ENABLED, f"{op.feature} is not enabled for this app")
     payload = data_object(data)
+    node.metrics.ran(caller.dialect, str(service), str(name))
     try:
         if op.reads_many:
             async with node.reads:

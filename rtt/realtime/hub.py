@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 
 from rtt.engines.base import Fanout, Presence
+from rtt.metrics import Metrics
 from rtt.realtime.session import Session
 from rtt.websocket.frames import text_frame
 
@@ -28,13 +29,15 @@ class Hub:
     never overtakes an earlier one's frames to the same profile.
     """
 
-    def __init__(self, presence: Presence) -> None:
+    def __init__(self, presence: Presence, metrics: Metrics) -> None:
         self._presence = presence
+        self._metrics = metrics
         self._sessions: dict[tuple[str, str], set[Session]] = {}
         self._queue: deque[tuple[Fanout, int]] = deque()
 
     def dispatch(self, fanout: Fanout) -> None:
         """Broker handler: push each target's frame to its sessions on this node."""
+        self._metrics.arrived(fanout.app, fanout.profiles, fanout.seqs)
         if self._queue:
             self._queue.append((fanout, 0))
             return
@@ -65,14 +68,17 @@ class Hub:
         sessions_of = self._sessions.get
         app, frame = fanout.app, fanout.frame
         profiles, seqs, parts = fanout.profiles, fanout.seqs, fanout.parts
+        pushed = 0  # frames of this slice, counted once per slice (metrics)
         for profile, seq, mid in zip(
             profiles[start:end], seqs[start:end], parts[start:end], strict=True
         ):
             sessions = sessions_of((app, profile))
             if sessions:
                 data = text_frame(frame.render(seq, mid))
+                pushed += len(sessions)
                 for session in sessions:
                     session.push(seq, data)
+        self._metrics.frames_pushed.inc(pushed)
 
     async def join(self, session: Session) -> None:
         key = (session.app, session.profile)

@@ -31,6 +31,7 @@ from rtt.websocket import frames, handshake
 
 ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
 FAIR_SHARE_BYTES = 64 * 1024  # frames handled per connection per turn of the event loop
+NO_STATUS, ABNORMAL = 1005, 1006  # RFC 6455 §7.1.5: a close frame without a code; none at all
 
 
 class Handler(Protocol):
@@ -110,6 +111,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_state",
         "_transport",
         "_yielded",
+        "close_code",
         "last_received",
     )
 
@@ -138,6 +140,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._drain_timer: asyncio.TimerHandle | None = None
         # when the last whole frame arrived, read by the handler when its silence timer fires
         self.last_received = time.monotonic()
+        # how the connection ended, for the handler's `closed`: our code, else the peer's
+        self.close_code = ABNORMAL
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
@@ -224,6 +228,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         transport.write(frames.close_frame(code, reason))
         self._state = _CLOSING
+        self.close_code = code
         loop = asyncio.get_running_loop()
         self._close_timer = loop.call_later(self._endpoint.close_timeout, transport.abort)
         self._wake_drainer()
@@ -389,6 +394,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _closed_by_peer(self, payload: bytes) -> None:
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
             self._transport.write(frames.close_reply(payload))
+            self.close_code = int.from_bytes(payload[:2], "big") if payload else NO_STATUS
             self._end()
         self._state = _CLOSED
         self._transport.close()

@@ -73,7 +73,7 @@ def _signed(case: Any) -> tuple[dict[str, str], bytes | None]:
     path = case.operation.path
     if path == "/s2sdispatcher" and isinstance(body, dict) and "appId" in body:
         body = {**body, **S2S}
-    if path.startswith("/api/sys/"):
+    if path.startswith(("/api/sys/", "/admin")):
         headers["Authorization"] = "Basic " + base64.b64encode(b"admin:admin-password").decode()
     if path.startswith(("/v4/", "/message/")):
         nonce, stamp = f"n{next(NONCES)}", str(int(time.time()))
