@@ -38,8 +38,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rtt.api.http import json_response, parse_json, read_body
-from rtt.api.s2s import RETRY_AFTER_SECONDS
+from rtt.api.http import braincloud_endpoint, json_response, parse_json, read_body
 from rtt.api.schemas.braincloud import (
     MAX_SESSION_ID,
     ClientPacket,
@@ -51,7 +50,7 @@ from rtt.core.claims import exactly_once
 from rtt.core.node import Node
 from rtt.core.piggyback import piggybacked_events
 from rtt.core.registry import Caller, dispatch
-from rtt.engines.base import ClaimState, ClientSession, EngineUnavailable
+from rtt.engines.base import ClaimState, ClientSession
 from rtt.errors import Reason, RttError, invalid, unavailable
 from rtt.protocol import dumps
 from rtt.settings import AppConfig
@@ -60,14 +59,9 @@ AUTHENTICATE = ("authenticationV2", "AUTHENTICATE")
 
 
 async def client_dispatcher(request: Request) -> Response:
-    """The endpoint; an unreachable engine answers 503 with Retry-After (the library retries)."""
-    try:
-        response = await _dispatch(request.app.state.node, request)
-    except EngineUnavailable:
-        response = json_response(unavailable().body(), 503)
-    if response.status_code == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
+    """The endpoint: 503 with Retry-After while the engine is unreachable (the library
+    retries)."""
+    return await braincloud_endpoint(request, lambda r: _dispatch(r.app.state.node, r))
 
 
 def _app(node: Node, app_id: str | None) -> AppConfig:

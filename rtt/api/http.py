@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from rtt.errors import Reason, RttError, invalid
+from rtt.engines.base import EngineUnavailable
+from rtt.errors import Reason, RttError, invalid, unavailable
 from rtt.protocol import TooDeep, dumps, loads_untrusted
 
 
@@ -56,3 +58,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
         raise exc
     error = RttError(exc.status_code, Reason.INVALID_REQUEST, exc.detail)
     return json_response(error.body(), exc.status_code, dict(exc.headers or {}))
+
+
+RETRY_AFTER_SECONDS = "1"
+
+
+async def braincloud_endpoint(
+    request: Request, dispatch: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Both brainCloud dispatchers' endpoint: an unreachable engine answers 503, having written
+    nothing, and every 503 says when to retry (the client library retries on it)."""
+    try:
+        response = await dispatch(request)
+    except EngineUnavailable:
+        response = json_response(unavailable().body(), 503)
+    if response.status_code == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rtt.api.http import json_response, parse_json, read_body
+from rtt.api.http import RETRY_AFTER_SECONDS, json_response, parse_json, read_body
 from rtt.api.schemas.rongcloud import ChannelSend, PublishForm, refusal
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
@@ -42,7 +42,6 @@ TIMESTAMP = re.compile(r"[0-9]{1,13}")
 SIGNATURE = re.compile(r"[0-9a-fA-F]{40}")
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 MS_FROM = 10**11  # a Timestamp this large counts milliseconds (seconds reach it in year 5138)
-RETRY_AFTER_SECONDS = "1"
 
 OK, PARAMETER, SIGNATURE_ERROR, TOO_LARGE, RATE, NOT_ENABLED, INTERNAL = (
     200, 1002, 1004, 1005, 1008, 1009, 1000,

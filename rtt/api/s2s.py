@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rtt.api.http import json_response, parse_json, read_body
+from rtt.api.http import braincloud_endpoint, json_response, parse_json, read_body
 from rtt.api.schemas.braincloud import (
     MAX_PACKET_ID,
     MAX_PACKET_MESSAGES,
@@ -36,12 +36,11 @@ from rtt.core.claims import exactly_once
 from rtt.core.node import Node
 from rtt.core.registry import Caller, dispatch
 from rtt.domain.messages import new_id
-from rtt.engines.base import ClaimState, EngineUnavailable, S2SSession
+from rtt.engines.base import ClaimState, S2SSession
 from rtt.errors import Reason, RttError, bad_auth, invalid, unavailable
 from rtt.protocol import dumps
 
 MAX_IDEMPOTENCY_KEY = 255
-RETRY_AFTER_SECONDS = "1"
 
 
 KEY_PREFIX = "k:"  # Idempotency-Keys; session packets are claimed as "p:<sessionId>:<packetId>"
@@ -113,14 +112,9 @@ async def _idempotent(
 
 
 async def s2s_dispatcher(request: Request) -> Response:
-    """The endpoint; an unreachable engine answers 503 with Retry-After, having written nothing."""
-    try:
-        response = await _dispatch(request.app.state.node, request)
-    except EngineUnavailable:
-        response = json_response(unavailable().body(), 503)
-    if response.status_code == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
+    """The endpoint: 503 with Retry-After while the engine is unreachable, having written
+    nothing."""
+    return await braincloud_endpoint(request, lambda r: _dispatch(r.app.state.node, r))
 
 
 async def _dispatch(node: Node, request: Request) -> Response:

@@ -12,6 +12,19 @@ from rtt.engines.base import Account, AccountLimit, ClientSession
 from rtt.engines.local.database import Database
 
 
+def _identity(conn: sqlite3.Connection, app: str, kind: str, external_id: str) -> Account | None:
+    """The account an identity signs in to, read in the caller's transaction."""
+    row = conn.execute(
+        "SELECT i.profile, a.name, a.created_at, i.secret FROM identities i"
+        " JOIN accounts a ON a.app = i.app AND a.profile = i.profile"
+        " WHERE i.app = ? AND i.kind = ? AND i.external_id = ?",
+        (app, kind, external_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return Account(row[0], row[1], row[2], bytes(row[3]) if row[3] is not None else None)
+
+
 class LocalAccounts:
     """engines/base.py `Accounts` on one SQLite file."""
 
@@ -19,32 +32,15 @@ class LocalAccounts:
         self._db = database
 
     async def find(self, app: str, kind: str, external_id: str) -> Account | None:
-        def read(conn: sqlite3.Connection) -> Account | None:
-            row = conn.execute(
-                "SELECT i.profile, a.name, a.created_at, i.secret FROM identities i"
-                " JOIN accounts a ON a.app = i.app AND a.profile = i.profile"
-                " WHERE i.app = ? AND i.kind = ? AND i.external_id = ?",
-                (app, kind, external_id),
-            ).fetchone()
-            if row is None:
-                return None
-            return Account(row[0], row[1], row[2], bytes(row[3]) if row[3] is not None else None)
-
-        return await self._db.run(read)
+        return await self._db.run(lambda conn: _identity(conn, app, kind, external_id))
 
     async def create(
         self, app: str, kind: str, external_id: str, account: Account, max_accounts: int
     ) -> tuple[Account, bool]:
         def write(conn: sqlite3.Connection) -> tuple[Account, bool] | None:
-            row = conn.execute(
-                "SELECT i.profile, a.name, a.created_at, i.secret FROM identities i"
-                " JOIN accounts a ON a.app = i.app AND a.profile = i.profile"
-                " WHERE i.app = ? AND i.kind = ? AND i.external_id = ?",
-                (app, kind, external_id),
-            ).fetchone()
-            if row is not None:
-                secret = bytes(row[3]) if row[3] is not None else None
-                return Account(row[0], row[1], row[2], secret), False
+            existing = _identity(conn, app, kind, external_id)
+            if existing is not None:
+                return existing, False
             count = conn.execute(
                 "SELECT count FROM account_counts WHERE app = ?", (app,)
             ).fetchone()
