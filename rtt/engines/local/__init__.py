@@ -8,6 +8,7 @@ from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.local.broker import LocalBroker
 from rtt.engines.local.channel import LocalChannel
 from rtt.engines.local.presence import LocalPresence
+from rtt.engines.local.push import LocalPush
 from rtt.engines.local.store import SqliteStore
 
 
@@ -30,4 +31,5 @@ def local_engine(
         broker=LocalBroker(),
         presence=LocalPresence(),
         channel=LocalChannel(store.database),
+        push=LocalPush(store.database),
     )

@@ -79,6 +79,27 @@ CREATE INDEX IF NOT EXISTS channel_nonces_age ON channel_nonces(app, expires_at)
 -- system-channel senders (fromUserId): the app's recorded system identities
 CREATE TABLE IF NOT EXISTS channel_senders(
   app TEXT NOT NULL, sender TEXT NOT NULL, PRIMARY KEY(app, sender)) WITHOUT ROWID;
+-- push entries held by a dispatcher or waiting for a retry: not claimable before `until`
+CREATE TABLE IF NOT EXISTS push_claims(
+  id INTEGER PRIMARY KEY, until REAL NOT NULL, holder TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS push_claims_until ON push_claims(until);
+-- notifications given up after max_attempts (push/GET_DEAD_LETTERS), newest kept per app
+CREATE TABLE IF NOT EXISTS push_dead(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, item BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS push_dead_app ON push_dead(app, id);
+-- delivered (item, destination) keys, so a retried entry does not notify twice
+CREATE TABLE IF NOT EXISTS push_delivered(
+  app TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY(app, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS push_delivered_age ON push_delivered(expires_at);
+-- per-profile notification rate: no notification before `until`
+CREATE TABLE IF NOT EXISTS push_gates(
+  app TEXT NOT NULL, profile TEXT NOT NULL, until REAL NOT NULL,
+  PRIMARY KEY(app, profile)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_devices(
+  app TEXT NOT NULL, profile TEXT NOT NULL, platform TEXT NOT NULL, token TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  PRIMARY KEY(app, profile, platform, token)) WITHOUT ROWID;
 """
 
 

@@ -13,6 +13,7 @@ from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.channel import RedisChannel
 from rtt.engines.redis.presence import RedisPresence
+from rtt.engines.redis.push import RedisPush
 from rtt.engines.redis.query import SYS_SCAN_MAX
 from rtt.engines.redis.store import RedisStore
 
@@ -79,4 +80,5 @@ def redis_engine(
         broker=RedisBroker(client(), probe_interval),
         presence=RedisPresence(client(), uuid.uuid4().hex, presence_ttl),
         channel=RedisChannel(client()),
+        push=RedisPush(client()),
     )
