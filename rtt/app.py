@@ -18,13 +18,15 @@ from rtt.api.health import healthz, readyz
 from rtt.api.http import http_error
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
-from rtt.core import channel, events, messaging, system
+from rtt.core import channel, events, messaging, push_ops, system
 from rtt.core.node import Node
+from rtt.core.push_dispatch import Dispatcher
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.http_protocol import HttpLimits, http_protocol
+from rtt.push.providers import Providers
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 from rtt.tasks import stop_task
@@ -83,7 +85,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     """The HTTP app; its lifespan starts the engine and hands `/rtt` to the WebSocket protocol."""
     engine = engine or build_engine(settings)
     registry = Operations.combine(
-        messaging.operations, events.operations, system.operations, channel.operations
+        messaging.operations,
+        events.operations,
+        system.operations,
+        channel.operations,
+        push_ops.operations,
     )
     node = Node(settings, engine, Hub(engine.presence), registry)
     hub = node.hub
@@ -92,11 +98,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await engine.start(hub.dispatch, hub.heal_all)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
+        providers = None
+        if settings.push_dispatcher and any(a.push for a in settings.apps.values()):
+            providers = Providers(settings)
+            dispatcher = Dispatcher(settings, engine, providers.apps)
+            app.state.dispatcher = dispatcher
+            tasks.append(asyncio.create_task(dispatcher.run()))
         try:
             # uvicorn passes lifespan state to each WebSocketProtocol it builds
             yield {ENDPOINT_KEY: rtt_socket.endpoint(node)}
         finally:
             await asyncio.gather(*(stop_task(task) for task in tasks))
+            if providers is not None:
+                await providers.close()
             await engine.close()
 
     app = Starlette(

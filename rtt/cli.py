@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging.config
 import contextlib
 import resource
 import sys
@@ -98,6 +100,17 @@ def token(args: argparse.Namespace) -> None:
         sys.exit(f"rtt token: {e}")
 
 
+def push_worker(args: argparse.Namespace) -> None:
+    """A push dispatcher in its own process (rtt/worker.py)."""
+    from rtt.worker import push_worker as run_worker
+
+    settings = _settings(
+        args.config, engine=args.engine, redis_url=args.redis_url, database=args.database
+    )
+    logging.config.dictConfig(log_config(args.log_level))
+    asyncio.run(run_worker(settings))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rtt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,5 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     t.add_argument("--config", help="apps TOML file (default: RTT_CONFIG)")
     t.set_defaults(run=token)
+    w = commands.add_parser("push-worker", help="drain the push outbox in a separate process")
+    w.add_argument("--config", help="apps TOML file (default: RTT_CONFIG)")
+    w.add_argument("--engine", choices=["local", "redis"], help="RTT_ENGINE, default local")
+    w.add_argument("--redis-url", help="RTT_REDIS_URL for --engine redis")
+    w.add_argument("--database", help="SQLite file of the local engine (RTT_DATABASE)")
+    w.add_argument("--log-level", default="info")
+    w.set_defaults(run=push_worker)
     args = parser.parse_args(argv)
     args.run(args)
