@@ -256,7 +256,7 @@ class Settings(BaseSettings):
         256, ge=1, le=10_000, description="outbox entries a dispatcher claims at a time"
     )
     push_concurrency: int = Field(
-        64, ge=1, le=4096, description="provider requests a dispatcher has in flight at once"
+        32, ge=1, le=4096, description="provider requests a dispatcher has in flight at once"
     )
     push_lease_seconds: float = Field(
         60.0,

@@ -71,6 +71,42 @@ class _Result:
     errors: list[str] = field(default_factory=list)
 
 
+class _Recorder:
+    """Records delivered dedupe keys in one engine call per turn of the loop rather than one
+    per delivery; each delivery still waits until its keys are written."""
+
+    def __init__(self, engine: Engine, ttl: float) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._keys: dict[str, list[str]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, app: str, keys: list[str]) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._keys.setdefault(app, []).extend(keys)
+        self._waiters.append(waiter)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        await waiter
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the deliveries that finish in this turn join the write
+        keys, waiters = self._keys, self._waiters
+        self._keys, self._waiters, self._flushing = {}, [], None
+        try:
+            for app, some in keys.items():
+                await self._engine.push.record_delivered(app, some, self._ttl)
+        except Exception as e:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(e)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
 def worker_name() -> str:
     """Unique per process and start: a lease names its holder."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -93,6 +129,7 @@ class Dispatcher:
         self.counters = Counters()
         self._apps = [a for a in providers if settings.apps[a].push is not None]
         self._requests = asyncio.Semaphore(settings.push_concurrency)
+        self._recorder = _Recorder(engine, settings.push_dedupe_seconds)
 
     async def run(self) -> None:
         """Drain for ever: a full batch is followed at once by the next, an empty one by a
@@ -195,9 +232,7 @@ class Dispatcher:
                 except Exception as e:  # a provider's network trouble is a failed attempt
                     outcome = Outcome(Delivery.RETRY, f"{destination.split(':')[0]}: {e!r}")
             if outcome.delivery is Delivery.DELIVERED:
-                await self.engine.push.record_delivered(
-                    app, [keys[e.push_id] for e in todo], self.settings.push_dedupe_seconds
-                )
+                await self._recorder.record(app, [keys[e.push_id] for e in todo])
                 self.counters.delivered += 1
             elif outcome.delivery is Delivery.GONE:
                 platform = destination.split(":", 1)[0]

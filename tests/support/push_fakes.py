@@ -211,8 +211,18 @@ class Fakes:
                 Route("/hook", self.webhook, methods=["POST"]),
                 Route("/token", self.fcm_token, methods=["POST"]),
                 Route("/v1/projects/{project}/messages:send", self.fcm_send, methods=["POST"]),
+                Route("/_stats", self.stats, methods=["GET"]),
             ]
         )
+
+    async def stats(self, request: Request) -> Response:
+        """Counts per destination kind and the refusals, for a test in another process."""
+        kinds: dict[str, int] = {}
+        for destination, _ in self.delivered:
+            kind = destination.split(":", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        profiles = len({body["profileId"] for body in self.to("webhook")})
+        return JSONResponse({"delivered": kinds, "profiles": profiles, "refused": self.refused})
 
     # --- APNs ---------------------------------------------------------------------------
 
@@ -375,3 +385,20 @@ backend = "server-secret"
 [apps.demo.push]
 {lines}
 """
+
+
+
+async def _serve_forever(directory: Path) -> None:
+    """`python -m tests.support.push_fakes DIR`: the fakes in a process of their own (so a
+    benchmark's node does not share its CPU with them); prints one JSON line with their URLs
+    and key files, then serves (`GET /_stats`) until killed."""
+    async with fake_providers(directory) as fake:
+        assert fake.fakes.keys is not None
+        print(json.dumps({"http": fake.http_url, "apns": fake.apns_url}), flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve_forever(Path(sys.argv[1])))

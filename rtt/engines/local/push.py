@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,6 +33,16 @@ def _claimed(row: tuple[Any, ...]) -> Claimed:
     return Claimed(
         row[1], PushEntry(row[2], row[3], row[4], row[5], row[6], row[7], row[8], str(row[0]), row[9])
     )
+
+
+def _statement(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], None]:
+    """A job running `sql` once per row. It returns nothing: a cursor handed back to the event
+    loop and finalized there would touch the connection off its thread."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        conn.executemany(sql, rows)
+
+    return run
 
 
 class LocalPush:
@@ -72,12 +83,9 @@ class LocalPush:
         return claimed
 
     async def renew(self, held: list[Claimed], worker: str, lease: float) -> None:
-        until = time.time() + lease
+        rows = [(time.time() + lease, int(c.entry.push_id), worker) for c in held]
         await self._db.transaction(
-            lambda conn: conn.executemany(
-                "UPDATE push_claims SET until = ? WHERE id = ? AND holder = ?",
-                [(until, int(c.entry.push_id), worker) for c in held],
-            )
+            _statement("UPDATE push_claims SET until = ? WHERE id = ? AND holder = ?", rows)
         )
 
     async def done(self, app: str, push_ids: list[str]) -> None:
@@ -157,12 +165,12 @@ class LocalPush:
         return await self._db.run(read) if keys else set()
 
     async def record_delivered(self, app: str, keys: list[str], ttl: float) -> None:
-        expires = time.time() + ttl
-        if keys:
+        rows = [(app, k, time.time() + ttl) for k in keys]
+        if rows:
             await self._db.transaction(
-                lambda conn: conn.executemany(
+                _statement(
                     "INSERT OR REPLACE INTO push_delivered(app, key, expires_at) VALUES (?,?,?)",
-                    [(app, k, expires) for k in keys],
+                    rows,
                 )
             )
 
@@ -202,18 +210,16 @@ class LocalPush:
 
     async def remove_device(self, app: str, profile: str, platform: str, token: str) -> None:
         await self._db.transaction(
-            lambda conn: conn.execute(
+            _statement(
                 "DELETE FROM push_devices WHERE app = ? AND profile = ? AND platform = ?"
                 " AND token = ?",
-                (app, profile, platform, token),
+                [(app, profile, platform, token)],
             )
         )
 
     async def remove_devices(self, app: str, profile: str) -> None:
         await self._db.transaction(
-            lambda conn: conn.execute(
-                "DELETE FROM push_devices WHERE app = ? AND profile = ?", (app, profile)
-            )
+            _statement("DELETE FROM push_devices WHERE app = ? AND profile = ?", [(app, profile)])
         )
 
     async def devices(self, app: str, profiles: list[str]) -> dict[str, list[Device]]:
