@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging.config
 import contextlib
+import logging.config
 import resource
 import sys
 

@@ -31,7 +31,9 @@ async def push_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     dispatcher = Dispatcher(settings, engine, providers.apps)
-    log.info("push worker %s draining %s", dispatcher.worker, ", ".join(providers.apps) or "nothing")
+    log.info(
+        "push worker %s draining %s", dispatcher.worker, ", ".join(providers.apps) or "nothing"
+    )
     task = asyncio.create_task(dispatcher.run())
     try:
         await stop.wait()

@@ -46,6 +46,7 @@ from rtt.settings import PushConfig, Settings
 from rtt.tasks import stop_task
 
 log = logging.getLogger("rtt.push")
+REPORT_SECONDS = 10.0  # while busy, a dispatcher logs its rate this often
 
 
 class Provider(Protocol):
@@ -134,18 +135,31 @@ class Dispatcher:
     async def run(self) -> None:
         """Drain for ever: a full batch is followed at once by the next, an empty one by a
         pause of `push_poll_seconds`. An engine failure is logged and retried."""
-        swept = time.monotonic()
+        swept = reported = time.monotonic()
+        settled = 0
         while True:
             try:
                 busy = await self.drain_once()
-                if time.monotonic() - swept > self.settings.sweep_interval_seconds:
-                    swept = time.monotonic()
+                now = time.monotonic()
+                if now - swept > self.settings.sweep_interval_seconds:
+                    swept = now
                     await self.engine.push.sweep()
+                if now - reported > REPORT_SECONDS and self.counters.settled > settled:
+                    await self._report(now - reported, self.counters.settled - settled)
+                    reported, settled = now, self.counters.settled
             except Exception:
                 log.exception("push dispatch failed; retrying")
                 busy = 0
             if busy < self.settings.push_batch:
                 await asyncio.sleep(self.settings.push_poll_seconds)
+
+    async def _report(self, seconds: float, settled: int) -> None:
+        """One log line on what was drained and what is left, while there is work."""
+        depths = {app: await self.engine.push.depth(app) for app in self._apps}
+        log.info(
+            "push: %d entries settled in %.0f s (%.0f/s); outbox depth %s; %s",
+            settled, seconds, settled / seconds, depths, self.counters,
+        )  # fmt: skip
 
     async def drain_once(self) -> int:
         """One round; returns how many entries it claimed."""
@@ -196,7 +210,9 @@ class Dispatcher:
         waits = await push.gate(app, list(targets), config.collapse_seconds)
         for profile, wait in waits.items():
             if wait > 0:
-                await push.retry(app, groups[profile], wait, False, self.settings.push_lease_seconds)
+                await push.retry(
+                    app, groups[profile], wait, False, self.settings.push_lease_seconds
+                )
         ready = [p for p, wait in waits.items() if wait <= 0]
         keys = [dedupe_key(e, t[0]) for p in ready for t in targets[p] for e in groups[p]]
         done = await push.delivered(app, keys)
@@ -238,7 +254,9 @@ class Dispatcher:
                 platform = destination.split(":", 1)[0]
                 await self.engine.push.remove_device(app, profile, platform, token)
                 self.counters.gone += 1
-                log.info("push: %s token of %s/%s removed: %s", platform, app, profile, outcome.detail)
+                log.info(
+                    "push: %s token of %s/%s removed: %s", platform, app, profile, outcome.detail
+                )
             else:
                 result.errors.append(outcome.detail)
 

@@ -103,8 +103,6 @@ async def client_deregister(node: Node, caller: Caller, data: dict[str, Any]) ->
 
 
 @operations.add("pushNotification", "DEREGISTER_ALL", roles=(CLIENT,), feature="push")
-async def client_deregister_all(
-    node: Node, caller: Caller, data: dict[str, Any]
-) -> dict[str, Any]:
+async def client_deregister_all(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     await node.engine.push.remove_devices(caller.app_id, caller.client_profile())
     return {}

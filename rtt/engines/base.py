@@ -327,9 +327,7 @@ class PushState(Protocol):
     once while its lease runs, and a dispatcher that dies (SIGKILL) only delays its entries
     by the lease: they are claimed again. Delivery is therefore at least once."""
 
-    async def claim(
-        self, apps: list[str], worker: str, limit: int, lease: float
-    ) -> list[Claimed]:
+    async def claim(self, apps: list[str], worker: str, limit: int, lease: float) -> list[Claimed]:
         """Up to `limit` entries of `apps`, oldest first, that nobody holds and that are not
         waiting for a retry (a lapsed lease counts as not held), each held by `worker` for
         `lease` seconds."""
@@ -365,9 +363,7 @@ class PushState(Protocol):
         """Per-profile rate: for each profile, 0.0 if it may be notified now (and then not
         again for `interval` seconds), else the seconds until it may."""
 
-    async def add_device(
-        self, app: str, profile: str, device: Device, max_devices: int
-    ) -> None:
+    async def add_device(self, app: str, profile: str, device: Device, max_devices: int) -> None:
         """Register (or refresh) a device; past `max_devices` the oldest is dropped."""
 
     async def remove_device(self, app: str, profile: str, platform: str, token: str) -> None: ...

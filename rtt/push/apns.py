@@ -29,7 +29,10 @@ def apns_payload(notification: Notification) -> bytes:
     if notification.content_available:
         aps: dict[str, Any] = {"content-available": 1}
     else:
-        aps = {"alert": {"title": notification.title, "body": notification.body}, "sound": "default"}
+        aps = {
+            "alert": {"title": notification.title, "body": notification.body},
+            "sound": "default",
+        }
     custom = notification.wire()
     body = orjson.dumps({"aps": aps, "rtt": custom})
     if len(body) > MAX_PAYLOAD:

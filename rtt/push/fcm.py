@@ -106,7 +106,9 @@ class Fcm:
             "iat": now,
             "exp": now + ASSERTION_SECONDS,
         }
-        headers = {"kid": self._account["private_key_id"]} if "private_key_id" in self._account else None
+        headers = (
+            {"kid": self._account["private_key_id"]} if "private_key_id" in self._account else None
+        )
         return jwt.encode(claims, self._account["private_key"], algorithm="RS256", headers=headers)
 
     async def _token(self) -> str:
@@ -120,7 +122,10 @@ class Fcm:
                 response.raise_for_status()
                 body = response.json()
                 lifetime = float(body.get("expires_in", 3600))
-                self._access = (str(body["access_token"]), time.monotonic() + lifetime - EARLY_SECONDS)
+                self._access = (
+                    str(body["access_token"]),
+                    time.monotonic() + lifetime - EARLY_SECONDS,
+                )
             return self._access[0]
 
     async def send(self, notification: Notification, token: str) -> Outcome:

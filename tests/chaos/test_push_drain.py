@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 import pytest
 
 from rtt.core.push_dispatch import Dispatcher
@@ -56,6 +55,7 @@ async def fakes_process(
     finally:
         proc.kill()
         await proc.wait()
+
 
 RECIPIENTS = int(__import__("os").environ.get("PUSH_N", "10000"))
 PER_SEND = 1000

@@ -73,7 +73,11 @@ async def test_killed_dispatcher_entry_is_taken_over_and_notified_once(
             await asyncio.to_thread(node.start)
             s2s = S2S(node)  # type: ignore[arg-type]
             for platform, token in (("fcm", "fast01"), ("apns", "slow01")):
-                await s2s.ok("push", "REGISTER_DEVICE", {"profileId": who, "platform": platform, "token": token})
+                await s2s.ok(
+                    "push",
+                    "REGISTER_DEVICE",
+                    {"profileId": who, "platform": platform, "token": token},
+                )
             if engine == "redis":
                 workers.append(worker(config, env, tmp_path / "worker-1.log"))
             await s2s.send([who])

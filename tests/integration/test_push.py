@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -54,7 +55,9 @@ class Pushing:
 
 
 @contextlib.asynccontextmanager
-async def pushing(tmp_path: Path, *, dispatcher: bool = False, **push: object) -> AsyncIterator[Pushing]:
+async def pushing(
+    tmp_path: Path, *, dispatcher: bool = False, **push: object
+) -> AsyncIterator[Pushing]:
     async with fake_providers(tmp_path) as fake:
         assert fake.fakes.keys is not None
         (tmp_path / "push.toml").write_text(push_toml(fake, fake.fakes.keys, **push))
@@ -73,7 +76,10 @@ async def pushing(tmp_path: Path, *, dispatcher: bool = False, **push: object) -
             s2s = S2S(server)
             try:
                 yield Pushing(
-                    server, fake.fakes, s2s, Dispatcher(settings, server.node.engine, providers.apps)
+                    server,
+                    fake.fakes,
+                    s2s,
+                    Dispatcher(settings, server.node.engine, providers.apps),
                 )
             finally:
                 await s2s.close()
@@ -89,12 +95,18 @@ async def test_device_operations_s2s_and_client(tmp_path: Path) -> None:
         who = profile()
         await p.register(who, "fcm", "fcm-token:1")
         async with socket(p.server, who) as client:
-            assert await client.ok(
-                "pushNotification", "REGISTER", {"deviceType": "IOS", "deviceToken": "ab01"}
-            ) == {}
-            assert await client.ok(
-                "pushNotification", "REGISTER", {"deviceType": "ANG", "deviceToken": "f2"}
-            ) == {}
+            assert (
+                await client.ok(
+                    "pushNotification", "REGISTER", {"deviceType": "IOS", "deviceToken": "ab01"}
+                )
+                == {}
+            )
+            assert (
+                await client.ok(
+                    "pushNotification", "REGISTER", {"deviceType": "ANG", "deviceToken": "f2"}
+                )
+                == {}
+            )
             devices = (await p.s2s.ok("push", "GET_DEVICES", {"profileId": who}))["devices"]
             assert [(d["platform"], d["token"]) for d in devices] == [
                 ("fcm", "fcm-token:1"), ("apns", "ab01"), ("fcm", "f2"),
@@ -117,16 +129,18 @@ async def test_device_operations_s2s_and_client(tmp_path: Path) -> None:
             assert [d["token"] for d in devices] == ["fcm-token:1", "f2"]
             await client.ok("pushNotification", "DEREGISTER_ALL", {})
         assert (await p.s2s.ok("push", "GET_DEVICES", {"profileId": who}))["devices"] == []
-        status, body = await p.s2s.call(
+        _, body = await p.s2s.call(
             "push", "REGISTER_DEVICE", {"profileId": who, "platform": "sms", "token": "1"}
         )
         assert (body["status"], body["reason_code"]) == (400, 40001)
-        status, body = await p.s2s.call(
+        _, body = await p.s2s.call(
             "pushNotification", "REGISTER", {"deviceType": "IOS", "deviceToken": "ab"}
         )
         assert (body["status"], body["reason_code"]) == (403, 40304)  # a client operation
         await p.register(who, "apns", "cd02")
-        await p.s2s.ok("push", "REMOVE_DEVICE", {"profileId": who, "platform": "apns", "token": "cd02"})
+        await p.s2s.ok(
+            "push", "REMOVE_DEVICE", {"profileId": who, "platform": "apns", "token": "cd02"}
+        )
         assert (await p.s2s.ok("push", "GET_DEVICES", {"profileId": who}))["devices"] == []
 
 
@@ -160,7 +174,10 @@ async def test_message_goes_to_webhook_and_every_device(tmp_path: Path) -> None:
         assert fcm["notification"] == {"title": "App Administrator", "body": "hello there"}
         assert fcm["data"]["id"] == msg_id and fcm["data"]["kind"] == "message"
         [apns] = f.to("apns:aa11")
-        assert apns["payload"]["aps"]["alert"] == {"title": "App Administrator", "body": "hello there"}
+        assert apns["payload"]["aps"]["alert"] == {
+            "title": "App Administrator",
+            "body": "hello there",
+        }
         assert apns["headers"]["apns-push-type"] == "alert"
         assert apns["headers"]["apns-collapse-id"] == fcm["android"]["collapse_key"]
         assert await p.pending(who) == []
@@ -215,7 +232,9 @@ async def test_rongcloud_push_fields_silent_push_and_disable_push(tmp_path: Path
         assert h["pushExt"] == {"title": "Shop"} and h["data"]["pushData"] == "deep-link"
         assert "contentAvailable" not in h
         [fcm] = p.fakes.to("fcm:fa")
-        assert fcm["notification"]["body"] == "Sale!" and fcm["data"]["pushExt"] == '{"title":"Shop"}'
+        assert (
+            fcm["notification"]["body"] == "Sale!" and fcm["data"]["pushExt"] == '{"title":"Shop"}'
+        )
         assert hooks[quiet]["contentAvailable"] is True
         [silent] = p.fakes.to("fcm:fb")
         assert "notification" not in silent  # data only: no banner
@@ -252,8 +271,8 @@ async def test_failing_provider_backs_off_then_dead_letters(tmp_path: Path) -> N
                 await asyncio.sleep(0.01)
         times = [t for d, t in p.fakes.attempts if d == "webhook"]
         assert len(times) == 4
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        # equal jitter: retry n waits between half and all of 0.05 × 2^(n-1) seconds
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # equal jitter: retry n waits between half and all of 0.05 * 2^(n-1) seconds
         for n, gap in enumerate(gaps, start=1):
             assert 0.05 * 2 ** (n - 1) / 2 - 0.01 <= gap, gaps
         assert gaps[2] > gaps[0]

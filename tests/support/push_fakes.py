@@ -387,7 +387,6 @@ backend = "server-secret"
 """
 
 
-
 async def _serve_forever(directory: Path) -> None:
     """`python -m tests.support.push_fakes DIR`: the fakes in a process of their own (so a
     benchmark's node does not share its CPU with them); prints one JSON line with their URLs

@@ -31,7 +31,8 @@ def _marks(n: int) -> str:
 
 def _claimed(row: tuple[Any, ...]) -> Claimed:
     return Claimed(
-        row[1], PushEntry(row[2], row[3], row[4], row[5], row[6], row[7], row[8], str(row[0]), row[9])
+        row[1],
+        PushEntry(row[2], row[3], row[4], row[5], row[6], row[7], row[8], str(row[0]), row[9]),
     )
 
 
@@ -105,7 +106,9 @@ class LocalPush:
 
         def release(conn: sqlite3.Connection) -> None:
             ids = [(int(e.push_id),) for e in entries]
-            conn.executemany("UPDATE push_claims SET until = ? WHERE id = ?", [(until, *i) for i in ids])
+            conn.executemany(
+                "UPDATE push_claims SET until = ? WHERE id = ?", [(until, *i) for i in ids]
+            )
             if attempt:
                 conn.executemany("UPDATE push_outbox SET attempts = attempts + 1 WHERE id = ?", ids)
 
