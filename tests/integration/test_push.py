@@ -161,7 +161,9 @@ async def test_message_goes_to_webhook_and_every_device(tmp_path: Path) -> None:
         await p.register(who, "apns", "aa11")
         msg_id = await p.s2s.send([who], {"text": "hello there", "subject": "s"})
         assert len(await p.pending(who)) == 1
+        assert (await p.s2s.ok("push", "SYS_GET_PENDING", {}))["depth"] == 1
         assert await p.drain() == 1
+        assert (await p.s2s.ok("push", "SYS_GET_PENDING", {}))["depth"] == 0
         f = p.fakes
         assert f.refused == []
         [hook] = f.to("webhook")
@@ -344,3 +346,22 @@ async def test_the_node_dispatches_by_itself(tmp_path: Path) -> None:
         await p.s2s.send([who])
         await eventually(lambda: asyncio.sleep(0, p.fakes.to("apns:ee55")), timeout=TIMEOUT)
         await eventually(lambda: p.pending(who), lambda items: items == [], what="settled")
+
+
+async def test_dispatchers_draining_together_never_share_an_entry(tmp_path: Path) -> None:
+    async with pushing(tmp_path) as p:
+        who = [profile() for _ in range(300)]
+        for i in range(0, 300, 100):
+            await p.s2s.send(who[i : i + 100])
+        settings, engine = p.dispatcher.settings, p.server.node.engine
+        small = settings.model_copy(update={"push_batch": 16})
+        others = [Dispatcher(small, engine, p.dispatcher.providers) for _ in range(3)]
+
+        async def drain(d: Dispatcher) -> None:
+            while await d.drain_once():
+                pass
+
+        await asyncio.gather(*(drain(d) for d in others))
+        hooks = [h["profileId"] for h in p.fakes.to("webhook")]
+        assert sorted(hooks) == sorted(who)  # every one once, none twice
+        assert all(d.counters.claimed > 0 for d in others)

@@ -194,6 +194,8 @@ class LocalPush:
             )
             return {p: float(waits.get(p, 0.0)) for p in profiles}
 
+        if interval <= 0:  # no rate: nothing to remember
+            return dict.fromkeys(profiles, 0.0)
         return await self._db.transaction(take) if profiles else {}
 
     async def add_device(self, app: str, profile: str, device: Device, max_devices: int) -> None:
