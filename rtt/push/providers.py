@@ -1,6 +1,6 @@
 """The providers of every app with a `[apps.X.push]` section, built once per dispatcher.
 
-HTTP/1.1 (webhooks, FCM, OAuth2) shares one connection pool; APNs gets an HTTP/2 client per
+Webhooks and FCM (with its OAuth2 endpoint) speak HTTP/1.1, a connection pool each; APNs gets an HTTP/2 client per
 base URL (one connection carries many concurrent streams). An `http://` APNs base URL (tests'
 fake) is spoken as HTTP/2 with prior knowledge (h2c); `https://` negotiates h2 through ALPN, as
 Apple's servers require.
@@ -33,7 +33,10 @@ class Providers:
             max_keepalive_connections=settings.push_concurrency,
         )
         self._clients: list[httpx.AsyncClient] = []
-        http1 = self._client(timeout=timeout, limits=limits)
+        # a pool per service: httpcore scans every connection of a pool for each request it
+        # queues, so one big shared pool costs more CPU than the requests themselves
+        webhooks = self._client(timeout=timeout, limits=limits)
+        fcm = self._client(timeout=timeout, limits=limits)
         http2: dict[str, httpx.AsyncClient] = {}
         self.apps: dict[str, dict[str, Sender]] = {}
         for app_id, app in settings.apps.items():
@@ -42,11 +45,11 @@ class Providers:
                 continue
             senders: dict[str, Sender] = {}
             if push.webhook_url and push.webhook_secret:
-                senders[WEBHOOK] = Webhook(push.webhook_url, push.webhook_secret, http1)
+                senders[WEBHOOK] = Webhook(push.webhook_url, push.webhook_secret, webhooks)
             if push.fcm_project_id and push.fcm_service_account_file:
                 account = load_account(push.fcm_service_account_file)
                 senders["fcm"] = Fcm(
-                    push.fcm_project_id, account, push.fcm_base_url, push.fcm_token_url, http1
+                    push.fcm_project_id, account, push.fcm_base_url, push.fcm_token_url, fcm
                 )
             if push.apns_topic and push.apns_team_id and push.apns_key_id and push.apns_key_file:
                 base = push.apns_base_url
