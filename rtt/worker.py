@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 
 from rtt.app import build_engine
 from rtt.core.push_dispatch import Dispatcher
@@ -24,7 +25,13 @@ log = logging.getLogger("rtt.push")
 async def push_worker(settings: Settings) -> None:
     """Drain until SIGTERM or SIGINT, then close what it opened."""
     engine = build_engine(settings)
-    await engine.store.start()
+    try:
+        await engine.store.start()
+    except sqlite3.OperationalError as e:  # the local file is held by a node
+        raise SystemExit(
+            f"rtt push-worker: cannot open {settings.database}: {e}; on the local engine the"
+            " node that holds the file drains it itself"
+        ) from None
     providers = Providers(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

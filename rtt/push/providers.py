@@ -8,19 +8,13 @@ Apple's servers require.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import httpx
 
-from rtt.domain.notification import WEBHOOK, Notification, Outcome
+from rtt.domain.notification import WEBHOOK
 from rtt.push.apns import Apns
 from rtt.push.fcm import Fcm, load_account
 from rtt.push.webhook import Webhook
 from rtt.settings import Settings
-
-
-class Sender(Protocol):
-    async def send(self, notification: Notification, token: str) -> Outcome: ...
 
 
 class Providers:
@@ -38,12 +32,12 @@ class Providers:
         webhooks = self._client(timeout=timeout, limits=limits)
         fcm = self._client(timeout=timeout, limits=limits)
         http2: dict[str, httpx.AsyncClient] = {}
-        self.apps: dict[str, dict[str, Sender]] = {}
+        self.apps: dict[str, dict[str, Webhook | Fcm | Apns]] = {}
         for app_id, app in settings.apps.items():
             push = app.push
             if push is None:
                 continue
-            senders: dict[str, Sender] = {}
+            senders: dict[str, Webhook | Fcm | Apns] = {}
             if push.webhook_url and push.webhook_secret:
                 senders[WEBHOOK] = Webhook(push.webhook_url, push.webhook_secret, webhooks)
             if push.fcm_project_id and push.fcm_service_account_file:
