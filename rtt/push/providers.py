@@ -1,9 +1,9 @@
 """The providers of every app with a `[apps.X.push]` section, built once per dispatcher.
 
-Webhooks and FCM (with its OAuth2 endpoint) speak HTTP/1.1, a connection pool each; APNs gets an HTTP/2 client per
-base URL (one connection carries many concurrent streams). An `http://` APNs base URL (tests'
-fake) is spoken as HTTP/2 with prior knowledge (h2c); `https://` negotiates h2 through ALPN, as
-Apple's servers require.
+Webhooks and FCM (with its OAuth2 endpoint) speak HTTP/1.1, a connection pool each; APNs
+gets an HTTP/2 client per base URL (one connection carries many concurrent streams). An
+`http://` APNs base URL (tests' fake) is spoken as HTTP/2 with prior knowledge (h2c);
+`https://` negotiates h2 through ALPN, as Apple's servers require.
 """
 
 from __future__ import annotations
