@@ -170,23 +170,27 @@ class Dispatcher:
         if not claimed:
             return 0
         self.counters.claimed += len(claimed)
-        renewer = asyncio.create_task(self._renew(claimed))
+        held = list(claimed)  # what the renewer keeps: an app's entries leave once settled
+        renewer = asyncio.create_task(self._renew(held))
         try:
             by_app: dict[str, dict[str, list[PushEntry]]] = {}
             for c in claimed:
                 by_app.setdefault(c.app, {}).setdefault(c.entry.profile, []).append(c.entry)
             for app, groups in by_app.items():
                 await self._dispatch_app(app, groups)
+                held[:] = [c for c in held if c.app != app]  # settled, parked or dead now
         finally:
             await stop_task(renewer)
         return len(claimed)
 
     async def _renew(self, held: list[Claimed]) -> None:
+        """Extend the lease of what is still being worked on (never of an entry already
+        parked for its retry: that would put its retry off)."""
         lease = self.settings.push_lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
             with contextlib.suppress(Exception):  # a missed renewal only risks a duplicate
-                await self.engine.push.renew(held, self.worker, lease)
+                await self.engine.push.renew(list(held), self.worker, lease)
 
     async def _dispatch_app(self, app: str, groups: dict[str, list[PushEntry]]) -> None:
         config = self.settings.apps[app].push

@@ -365,3 +365,25 @@ async def test_dispatchers_draining_together_never_share_an_entry(tmp_path: Path
         hooks = [h["profileId"] for h in p.fakes.to("webhook")]
         assert sorted(hooks) == sorted(who)  # every one once, none twice
         assert all(d.counters.claimed > 0 for d in others)
+
+
+async def test_a_slow_delivery_keeps_its_lease(tmp_path: Path) -> None:
+    """A dispatcher still waiting on a provider renews its lease: another dispatcher does not
+    take the entry over (and notify again) however long the wait, only after a crash."""
+    async with pushing(tmp_path) as p:
+        who = profile()
+        await p.register(who, "apns", "ff66")
+        p.fakes.tokens["ff66"] = "hold"
+        await p.s2s.send([who])
+        short = p.dispatcher.settings.model_copy(update={"push_lease_seconds": 0.6})
+        first = Dispatcher(short, p.server.node.engine, p.dispatcher.providers)
+        second = Dispatcher(short, p.server.node.engine, p.dispatcher.providers)
+        slow = asyncio.create_task(first.drain_once())
+        await eventually(lambda: asyncio.sleep(0, p.fakes.held), timeout=TIMEOUT)
+        for _ in range(15):  # 1.5 s: two and a half leases
+            assert await second.drain_once() == 0
+            await asyncio.sleep(0.1)
+        p.fakes.tokens["ff66"] = "ok"
+        p.fakes.release.set()
+        assert await asyncio.wait_for(slow, TIMEOUT) == 1
+        assert sorted(d for d, _ in p.fakes.attempts) == ["apns:ff66", "webhook"]
