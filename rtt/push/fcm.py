@@ -89,11 +89,14 @@ class Fcm:
         base_url: str,
         token_url: str | None,
         client: httpx.AsyncClient,
+        oauth: httpx.AsyncClient,
     ) -> None:
+        """`client` carries the sends (HTTP/2), `oauth` the token requests."""
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._account = account
         self._token_url = token_url or account["token_uri"]
         self._client = client
+        self._oauth = oauth
         self._access: tuple[str, float] | None = None  # (token, monotonic expiry)
         self._lock = asyncio.Lock()
 
@@ -115,7 +118,7 @@ class Fcm:
         """The cached access token, fetched once for all concurrent senders when stale."""
         async with self._lock:
             if self._access is None or time.monotonic() >= self._access[1]:
-                response = await self._client.post(
+                response = await self._oauth.post(
                     self._token_url,
                     data={"grant_type": GRANT, "assertion": self.assertion(int(time.time()))},
                 )

@@ -44,7 +44,7 @@ async def fakes_process(
     try:
         assert proc.stdout is not None
         urls = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
-        running = Running(None, urls["http"], urls["apns"])  # type: ignore[arg-type]
+        running = Running(None, urls["http"], urls["h2"])  # type: ignore[arg-type]
         keys = Keys(directory / "service-account.json", directory / "AuthKey.p8", None, None)
         async with httpx.AsyncClient(base_url=urls["http"], timeout=10) as http:
 

@@ -2,7 +2,8 @@
 
 - webhook (HTTP/1.1): `X-Rtt-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
   recomputed over the raw body, `t` within 5 minutes; else 401.
-- FCM HTTP v1 (HTTP/1.1): the OAuth2 token endpoint takes the service-account JWT bearer grant
+- FCM HTTP v1 (sends over HTTP/2, h2c as below; its OAuth2 endpoint on HTTP/1.1): the token
+  endpoint takes the service-account JWT bearer grant
   (form `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`, `assertion` = RS256 JWT
   verified with the account's public key: iss, scope, aud = the token URL, exp ≤ iat + 1 h) and
   issues access tokens; `POST /v1/projects/<id>/messages:send` needs a live one (else 401
@@ -178,14 +179,15 @@ class Fakes:
             {"access_token": access, "expires_in": self.access_seconds, "token_type": "Bearer"}
         )
 
-    async def fcm_send(self, request: Request) -> Response:
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+    async def fcm_send(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """`POST /v1/projects/<id>/messages:send` (served over HTTP/2, as FCM is)."""
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
         if self.access_tokens.get(bearer, 0) < time.time():
             self.refuse(f"fcm: bearer {bearer!r}")
             return _fcm_error(401, "UNAUTHENTICATED", None)
-        if request.path_params["project"] != PROJECT:
-            self.refuse("fcm: project")
-        message = orjson.loads(await request.body())["message"]
+        if headers.get(":path") != f"/v1/projects/{PROJECT}/messages:send":
+            self.refuse(f"fcm: path {headers.get(':path')}")
+        message = orjson.loads(body)["message"]
         problems = []
         if not isinstance(message.get("token"), str):
             problems.append("token")
@@ -203,14 +205,19 @@ class Fakes:
         if mode != "ok":
             return _fcm_error(500, "INTERNAL", "INTERNAL")
         self.delivered.append((f"fcm:{token}", message))
-        return JSONResponse({"name": f"projects/{PROJECT}/messages/{len(self.delivered)}"})
+        return 200, orjson.dumps({"name": f"projects/{PROJECT}/messages/{len(self.delivered)}"})
+
+    async def h2(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """The HTTP/2 services: FCM sends and APNs."""
+        if headers.get(":path", "").startswith("/v1/projects/"):
+            return await self.fcm_send(headers, body)
+        return await self.apns(headers, body)
 
     def http_app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/hook", self.webhook, methods=["POST"]),
                 Route("/token", self.fcm_token, methods=["POST"]),
-                Route("/v1/projects/{project}/messages:send", self.fcm_send, methods=["POST"]),
                 Route("/_stats", self.stats, methods=["GET"]),
             ]
         )
@@ -302,7 +309,11 @@ class H2Server(asyncio.Protocol):
         with contextlib.suppress(Exception):  # the client may have gone meanwhile
             self.conn.send_headers(
                 stream_id,
-                [(":status", str(status)), ("content-length", str(len(answer)))],
+                [
+                    (":status", str(status)),
+                    ("content-length", str(len(answer))),
+                    ("content-type", "application/json"),
+                ],
                 end_stream=not answer,
             )
             if answer:
@@ -318,7 +329,7 @@ class H2Server(asyncio.Protocol):
 class Running:
     fakes: Fakes
     http_url: str
-    apns_url: str
+    h2_url: str
 
 
 @contextlib.asynccontextmanager
@@ -333,7 +344,7 @@ async def fake_providers(directory: Path) -> AsyncIterator[Running]:
     )
     task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
-    h2_server = await loop.create_server(lambda: H2Server(fakes.apns), "127.0.0.1", 0)
+    h2_server = await loop.create_server(lambda: H2Server(fakes.h2), "127.0.0.1", 0)
     apns_port = h2_server.sockets[0].getsockname()[1]
     try:
         async with asyncio.timeout(10):
@@ -348,13 +359,13 @@ async def fake_providers(directory: Path) -> AsyncIterator[Running]:
             await task
 
 
-def _fcm_error(status: int, name: str, code: str | None) -> Response:
+def _fcm_error(status: int, name: str, code: str | None) -> tuple[int, bytes]:
     error: dict[str, Any] = {"code": status, "message": name, "status": name}
     if code:
         error["details"] = [
             {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}
         ]
-    return JSONResponse({"error": error}, status_code=status)
+    return status, orjson.dumps({"error": error})
 
 
 def push_toml(running: Running, keys: Keys, **push: object) -> str:
@@ -364,12 +375,12 @@ def push_toml(running: Running, keys: Keys, **push: object) -> str:
         "webhook_secret": WEBHOOK_SECRET,
         "fcm_project_id": PROJECT,
         "fcm_service_account_file": str(keys.account_file),
-        "fcm_base_url": running.http_url,
+        "fcm_base_url": running.h2_url,
         "apns_topic": TOPIC,
         "apns_team_id": TEAM,
         "apns_key_id": KEY_ID,
         "apns_key_file": str(keys.apns_key_file),
-        "apns_base_url": running.apns_url,
+        "apns_base_url": running.h2_url,
         "max_attempts": 3,
         "collapse_seconds": 0,
         **push,
@@ -393,7 +404,7 @@ async def _serve_forever(directory: Path) -> None:
     and key files, then serves (`GET /_stats`) until killed."""
     async with fake_providers(directory) as fake:
         assert fake.fakes.keys is not None
-        print(json.dumps({"http": fake.http_url, "apns": fake.apns_url}), flush=True)
+        print(json.dumps({"http": fake.http_url, "h2": fake.h2_url}), flush=True)
         await asyncio.Event().wait()
 
 
