@@ -130,6 +130,7 @@ class Dispatcher:
         self.counters = Counters()
         self._apps = [a for a in providers if settings.apps[a].push is not None]
         self._requests = asyncio.Semaphore(settings.push_concurrency)
+        self._held: dict[tuple[str, str], Claimed] = {}  # (app, pushId) → under our lease
         self._recorder = _Recorder(engine, settings.push_dedupe_seconds)
 
     async def run(self) -> None:
@@ -170,27 +171,32 @@ class Dispatcher:
         if not claimed:
             return 0
         self.counters.claimed += len(claimed)
-        held = list(claimed)  # what the renewer keeps: an app's entries leave once settled
-        renewer = asyncio.create_task(self._renew(held))
+        self._held = {(c.app, c.entry.push_id): c for c in claimed}
+        renewer = asyncio.create_task(self._renew())
         try:
             by_app: dict[str, dict[str, list[PushEntry]]] = {}
             for c in claimed:
                 by_app.setdefault(c.app, {}).setdefault(c.entry.profile, []).append(c.entry)
             for app, groups in by_app.items():
                 await self._dispatch_app(app, groups)
-                held[:] = [c for c in held if c.app != app]  # settled, parked or dead now
+                self._release(app, [e for entries in groups.values() for e in entries])
         finally:
             await stop_task(renewer)
         return len(claimed)
 
-    async def _renew(self, held: list[Claimed]) -> None:
-        """Extend the lease of what is still being worked on (never of an entry already
-        parked for its retry: that would put its retry off)."""
+    def _release(self, app: str, entries: list[PushEntry]) -> None:
+        """Stop renewing these entries' lease: they are settled, dead or parked (renewing a
+        parked entry would put its retry off)."""
+        for e in entries:
+            self._held.pop((app, e.push_id), None)
+
+    async def _renew(self) -> None:
+        """Extend the lease of what is still being worked on, every third of it."""
         lease = self.settings.push_lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
             with contextlib.suppress(Exception):  # a missed renewal only risks a duplicate
-                await self.engine.push.renew(list(held), self.worker, lease)
+                await self.engine.push.renew(list(self._held.values()), self.worker, lease)
 
     async def _dispatch_app(self, app: str, groups: dict[str, list[PushEntry]]) -> None:
         config = self.settings.apps[app].push
@@ -217,6 +223,7 @@ class Dispatcher:
                 await push.retry(
                     app, groups[profile], wait, False, self.settings.push_lease_seconds
                 )
+                self._release(app, groups[profile])
         ready = [p for p, wait in waits.items() if wait <= 0]
         keys = [dedupe_key(e, t[0]) for p in ready for t in targets[p] for e in groups[p]]
         done = await push.delivered(app, keys)
