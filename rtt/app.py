@@ -22,14 +22,24 @@ from rtt.api.openapi import docs, openapi_json
 from rtt.api.rongcloud import ROUTES as RONGCLOUD_ROUTES
 from rtt.api.s2s import s2s_dispatcher
 from rtt.api.status import status_endpoint
-from rtt.core import accounts, channel, chat_user_messages, events, messaging, system
+from rtt.core import (
+    accounts,
+    channel,
+    chat_user_messages,
+    events,
+    messaging,
+    push_ops,
+    system,
+)
 from rtt.core.node import Node
+from rtt.core.push_dispatch import Dispatcher
 from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.http_protocol import HttpLimits, http_protocol
 from rtt.metrics import Metrics
+from rtt.push.providers import Providers
 from rtt.realtime.hub import Hub
 from rtt.settings import Settings
 from rtt.tasks import stop_task
@@ -94,6 +104,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         accounts.operations,
         channel.operations,
         chat_user_messages.operations,
+        push_ops.operations,
     )
     metrics = Metrics(settings.metrics, settings.metrics_cache_seconds)
     node = Node(settings, engine, Hub(engine.presence, metrics), registry, metrics)
@@ -108,11 +119,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await engine.start(hub.dispatch, on_gap)
         tasks = [asyncio.create_task(_sweep_forever(node)), asyncio.create_task(_watch_epoch(node))]
+        providers = None
+        if settings.push_dispatcher and any(a.push for a in settings.apps.values()):
+            providers = Providers(settings)
+            dispatcher = Dispatcher(settings, engine, providers.apps, on_dead=metrics.dead_lettered)
+            app.state.dispatcher = dispatcher
+            tasks.append(asyncio.create_task(dispatcher.run()))
         try:
             # uvicorn passes lifespan state to each WebSocketProtocol it builds
             yield {ENDPOINT_KEY: rtt_socket.endpoint(node)}
         finally:
             await asyncio.gather(*(stop_task(task) for task in tasks))
+            if providers is not None:
+                await providers.close()
             await engine.close()
 
     app = Starlette(

@@ -8,8 +8,10 @@ sends a system message from the terminal; `rtt status` asks a node how it is doi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+import logging.config
 import os
 import resource
 import sys
@@ -224,6 +226,17 @@ def init(args: argparse.Namespace) -> None:
     )
 
 
+def push_worker(args: argparse.Namespace) -> None:
+    """A push dispatcher in its own process (rtt/worker.py)."""
+    from rtt.worker import push_worker as run_worker
+
+    settings = _settings(
+        args.config, engine=args.engine, redis_url=args.redis_url, database=args.database
+    )
+    logging.config.dictConfig(log_config(args.log_level))
+    asyncio.run(run_worker(settings))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="rtt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -290,5 +303,13 @@ def main(argv: list[str] | None = None) -> None:
     i.add_argument("--path", default="rtt.toml", help="where to write it (default rtt.toml)")
     i.add_argument("--app", default="demo", help="the app id to create (default demo)")
     i.set_defaults(run=init)
+
+    w = commands.add_parser("push-worker", help="drain the push outbox in a separate process")
+    w.add_argument("--config", help="apps TOML file (default: RTT_CONFIG)")
+    w.add_argument("--engine", choices=["local", "redis"], help="RTT_ENGINE, default local")
+    w.add_argument("--redis-url", help="RTT_REDIS_URL for --engine redis")
+    w.add_argument("--database", help="SQLite file of the local engine (RTT_DATABASE)")
+    w.add_argument("--log-level", default="info")
+    w.set_defaults(run=push_worker)
     args = parser.parse_args(argv)
     args.run(args)

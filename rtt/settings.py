@@ -54,6 +54,45 @@ class ApiUser(_Strict):
     roles: list[str] = Field(default_factory=list)
 
 
+class PushConfig(_Strict):
+    """Where an app's notifications go (API.md §11, `[apps.X.push]`). An app without this
+    section is not drained: its outbox is only read through `push/SYS_GET_PENDING`. Base URLs
+    are here so a test (or a proxy) can stand in for the real services."""
+
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(None, min_length=1)
+    fcm_project_id: str | None = None
+    fcm_service_account_file: Path | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str | None = Field(
+        None, description="OAuth2 token endpoint; default: the service account's token_uri"
+    )
+    apns_topic: str | None = None
+    apns_team_id: str | None = None
+    apns_key_id: str | None = None
+    apns_key_file: Path | None = None
+    apns_base_url: str = "https://api.push.apple.com"
+    max_attempts: int = Field(8, ge=1, le=100)
+    collapse_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=86400,
+        description="per-profile rate: at most one notification per profile this often; what"
+        " arrives in between is collapsed into the next one, with a count",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> PushConfig:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret (requests are signed)")
+        if self.fcm_project_id is not None and self.fcm_service_account_file is None:
+            raise ValueError("fcm_project_id needs fcm_service_account_file")
+        apns = (self.apns_team_id, self.apns_key_id, self.apns_key_file)
+        if self.apns_topic is not None and None in apns:
+            raise ValueError("apns_topic needs apns_team_id, apns_key_id and apns_key_file")
+        return self
+
+
 class AppConfig(_Strict):
     """One tenant: its secrets, S2S servers, features and limits."""
 
@@ -68,6 +107,7 @@ class AppConfig(_Strict):
         default_factory=lambda: ["System"],
         description="profileIds that name the app itself; clients can never send to them",
     )
+    push: PushConfig | None = None
 
 
 class AppsFile(_Strict):
@@ -258,6 +298,47 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="values read from the engine at scrape time (outbox depth) are kept this long",
+    )
+    # --- push notifications (API.md §11) ---------------------------------------------------
+    push_dispatcher: bool = Field(
+        True, description="drain the push outbox inside this node (off: run `rtt push-worker`)"
+    )
+    push_batch: int = Field(
+        256, ge=1, le=10_000, description="outbox entries a dispatcher claims at a time"
+    )
+    push_concurrency: int = Field(
+        32, ge=1, le=4096, description="provider requests a dispatcher has in flight at once"
+    )
+    push_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="a claimed entry is held this long (renewed while it runs); a dead"
+        " dispatcher's entries are claimed again after it",
+    )
+    push_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="an idle dispatcher looks for new entries this often"
+    )
+    push_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="one provider request (connect to answer)"
+    )
+    push_backoff_seconds: float = Field(
+        1.0, gt=0, le=3600, description="first retry delay; doubles each attempt, with jitter"
+    )
+    push_backoff_max_seconds: float = Field(
+        300.0, gt=0, le=86400, description="the longest retry delay"
+    )
+    push_dedupe_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="how long a delivered (item, destination) is remembered, so a retry of"
+        " the item does not notify it again",
+    )
+    push_dead_letters_max: int = Field(
+        10_000, ge=1, description="dead letters kept per app; the oldest go first"
+    )
+    push_devices_max: int = Field(
+        10, ge=1, le=1000, description="devices per profile; registering one more drops the oldest"
     )
 
     @model_validator(mode="after")

@@ -31,7 +31,8 @@ async def sys_get_online(node: Node, caller: Caller, data: dict[str, Any]) -> di
 async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> dict[str, Any]:
     """The push outbox oldest first: at most `limit` entries, cut at reply_max_bytes. A reply
     with more after it says `moreAfter: true` and carries the `context` that continues it.
-    `dropped` counts the app's entries retention removed undelivered (RTT_OUTBOX_MAX_*)."""
+    `dropped` counts the app's entries retention removed undelivered (RTT_OUTBOX_MAX_*);
+    `depth` is how many entries the app's outbox holds (not yet settled by a dispatcher)."""
     profile = data.get("profileId")
     if profile is not None:
         profile = fields.string(data, "profileId", max_length=fields.MAX_ID_LENGTH)
@@ -46,7 +47,9 @@ async def sys_get_pending(node: Node, caller: Caller, data: dict[str, Any]) -> d
     )
     context = encode_after("push", [entries[-1].push_id]) if entries else None
     dropped = await node.engine.outbox.dropped(caller.app_id)
-    return cut_short({"items": [e.item() for e in entries], "dropped": dropped}, more, context)
+    depth = await node.engine.push.depth(caller.app_id)
+    body = {"items": [e.item() for e in entries], "dropped": dropped, "depth": depth}
+    return cut_short(body, more, context)
 
 
 @operations.add(

@@ -252,6 +252,8 @@ class Engine:
     accounts: Accounts
     piggyback: EventPiggyback
 
+    push: PushState
+
     async def start(self, handler: Callable[[Fanout], None], on_gap: Callable[[], None]) -> None:
         await self.store.start()
         await self.presence.start()
@@ -267,6 +269,7 @@ class Engine:
         await self.broker.close()
         await self.presence.close()
         await self.channel.close()
+        await self.push.close()
         await self.store.close()
 
 
@@ -402,3 +405,78 @@ class EventPiggyback(Protocol):
         and `max_bytes` (each event counts its JSON size plus ITEM_OVERHEAD; at least one
         event); the cursor moves past them and lives at least `ttl` seconds more (the session's
         idle lifetime; an engine may keep it up to twice that)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A profile's registered device (API.md §11)."""
+
+    platform: str  # "fcm" | "apns"
+    token: str
+    registered_at: int  # ms
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An outbox entry a dispatcher holds under a lease."""
+
+    app: str
+    entry: PushEntry
+
+
+class PushState(Protocol):
+    """What push dispatchers share through the engine: leases on outbox entries, retry
+    schedules, dead letters, delivered (item, destination) keys, per-profile rate gates and
+    devices. Each step is one atomic engine operation (one SQLite transaction; one Lua script,
+    MULTI or single command on Redis), so dispatchers on many nodes never hold one entry at
+    once while its lease runs, and a dispatcher that dies (SIGKILL) only delays its entries
+    by the lease: they are claimed again. Delivery is therefore at least once."""
+
+    async def claim(self, apps: list[str], worker: str, limit: int, lease: float) -> list[Claimed]:
+        """Up to `limit` entries of `apps`, oldest first, that nobody holds and that are not
+        waiting for a retry (a lapsed lease counts as not held), each held by `worker` for
+        `lease` seconds."""
+
+    async def renew(self, held: list[Claimed], worker: str, lease: float) -> None:
+        """Hold these entries `lease` seconds longer (a long run keeps its claim)."""
+
+    async def done(self, app: str, push_ids: list[str]) -> None:
+        """The entries are settled (delivered, or nothing to deliver): remove them."""
+
+    async def retry(
+        self, app: str, entries: list[PushEntry], delay: float, attempt: bool, lease: float
+    ) -> None:
+        """Release the entries until `delay` seconds from now; `attempt` counts a failed try
+        (`PushEntry.attempts` + 1), else they were only deferred (the per-profile rate)."""
+
+    async def dead(self, app: str, entries: list[PushEntry], error: str, keep: int) -> None:
+        """Move the entries to the app's dead letters (the newest `keep` are kept)."""
+
+    async def dead_letters(self, app: str, limit: int) -> list[dict[str, object]]:
+        """The app's dead letters, oldest first."""
+
+    async def depth(self, app: str) -> int:
+        """Outbox entries of the app not yet settled (held, waiting or new)."""
+
+    async def delivered(self, app: str, keys: list[str]) -> set[str]:
+        """Which of these dedupe keys are recorded."""
+
+    async def record_delivered(self, app: str, keys: list[str], ttl: float) -> None:
+        """Record dedupe keys for `ttl` seconds."""
+
+    async def gate(self, app: str, profiles: list[str], interval: float) -> dict[str, float]:
+        """Per-profile rate: for each profile, 0.0 if it may be notified now (and then not
+        again for `interval` seconds), else the seconds until it may."""
+
+    async def add_device(self, app: str, profile: str, device: Device, max_devices: int) -> None:
+        """Register (or refresh) a device; past `max_devices` the oldest is dropped."""
+
+    async def remove_device(self, app: str, profile: str, platform: str, token: str) -> None: ...
+    async def remove_devices(self, app: str, profile: str) -> None: ...
+    async def devices(self, app: str, profiles: list[str]) -> dict[str, list[Device]]:
+        """Each profile's devices (profiles with none are left out), oldest first."""
+
+    async def sweep(self) -> None:
+        """Forget expired dedupe keys and gates."""
+
+    async def close(self) -> None: ...

@@ -11,6 +11,7 @@ from rtt.engines.local.channel import LocalChannel
 from rtt.engines.local.numbers import SqliteMessageNumbers
 from rtt.engines.local.piggyback import LocalPiggyback
 from rtt.engines.local.presence import LocalPresence
+from rtt.engines.local.push import LocalPush
 from rtt.engines.local.store import SqliteStore
 
 
@@ -36,4 +37,5 @@ def local_engine(
         numbers=SqliteMessageNumbers(store.database),
         accounts=LocalAccounts(store.database),
         piggyback=LocalPiggyback(store.database),
+        push=LocalPush(store.database),
     )

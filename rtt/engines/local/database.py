@@ -110,6 +110,27 @@ END;
 CREATE TABLE IF NOT EXISTS piggyback_cursors(
   session TEXT PRIMARY KEY, seq INTEGER NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS piggyback_cursors_expiry ON piggyback_cursors(expires_at);
+-- push entries held by a dispatcher or waiting for a retry: not claimable before `until`
+CREATE TABLE IF NOT EXISTS push_claims(
+  id INTEGER PRIMARY KEY, until REAL NOT NULL, holder TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS push_claims_until ON push_claims(until);
+-- notifications given up after max_attempts (push/GET_DEAD_LETTERS), newest kept per app
+CREATE TABLE IF NOT EXISTS push_dead(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, item BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS push_dead_app ON push_dead(app, id);
+-- delivered (item, destination) keys, so a retried entry does not notify twice
+CREATE TABLE IF NOT EXISTS push_delivered(
+  app TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY(app, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS push_delivered_age ON push_delivered(expires_at);
+-- per-profile notification rate: no notification before `until`
+CREATE TABLE IF NOT EXISTS push_gates(
+  app TEXT NOT NULL, profile TEXT NOT NULL, until REAL NOT NULL,
+  PRIMARY KEY(app, profile)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_devices(
+  app TEXT NOT NULL, profile TEXT NOT NULL, platform TEXT NOT NULL, token TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  PRIMARY KEY(app, profile, platform, token)) WITHOUT ROWID;
 """
 
 

@@ -16,6 +16,7 @@ from rtt.engines.redis.channel import RedisChannel
 from rtt.engines.redis.numbers import RedisMessageNumbers
 from rtt.engines.redis.piggyback import RedisPiggyback
 from rtt.engines.redis.presence import RedisPresence
+from rtt.engines.redis.push import RedisPush
 from rtt.engines.redis.query import SYS_SCAN_MAX
 from rtt.engines.redis.store import RedisStore
 
@@ -86,4 +87,5 @@ def redis_engine(
         numbers=RedisMessageNumbers(store_client),
         accounts=RedisAccounts(store_client),  # the store's pool: no extra connections
         piggyback=RedisPiggyback(store_client),
+        push=RedisPush(client()),
     )

@@ -211,3 +211,31 @@ def piggyback_cursor(app: str, profile_id: str, session_id: str) -> str:
     In the profile's hash tag, beside the events it points into; a session id never holds `}`,
     so the last `}:` still ends the profile."""
     return f"{profile(app, profile_id)}:pb:{session_id}"
+
+
+PUSH_PARKED = "rtt-parked"  # the consumer that holds outbox entries waiting for their retry
+
+
+def push_tries(app: str) -> str:
+    """Hash: outbox entry id → `<attempts>:<due ms>` of an entry that failed or was deferred."""
+    return f"rtt:{_app(app)}:push:tries"
+
+
+def push_dead(app: str) -> str:
+    """Stream of the app's dead letters (field `item`: the JSON of push/GET_DEAD_LETTERS)."""
+    return f"rtt:{_app(app)}:push:dead"
+
+
+def push_delivered(app: str, key: str) -> str:
+    """A delivered (item, destination) dedupe key (domain/notification.py), with a TTL."""
+    return f"rtt:{_app(app)}:push:sent:{key}"
+
+
+def push_gate(app: str, profile_id: str) -> str:
+    """Present while the profile may not be notified again (its TTL is the wait)."""
+    return f"rtt:{_app(app)}:push:gate:{profile_id}"
+
+
+def push_devices(app: str, profile_id: str) -> str:
+    """Hash: `<platform>:<token>` → registered at (ms): the profile's devices."""
+    return f"rtt:{_app(app)}:push:devices:{profile_id}"

@@ -685,7 +685,8 @@ class RedisStore:
         out: list[PushEntry] = []
         total = 0
         start = "-" if after is None else f"({after}"
-        while True:
+        more = False
+        while not more:
             batch = await self._r.xrange(keys.outbox(app), min=start, max="+", count=PUSH_CHUNK)
             for entry_id, f in batch:
                 if profile is not None and f[b"profile"].decode() != profile:
@@ -693,11 +694,24 @@ class RedisStore:
                 entry = _push_entry(entry_id, f)
                 total += len(dumps(entry.item()))
                 if len(out) == limit or (out and total > max_bytes):
-                    return out, True
+                    more = True
+                    break
                 out.append(entry)
             if len(batch) < PUSH_CHUNK:
-                return out, False
+                break
             start = "(" + batch[-1][0].decode()
+        return await self._attempted(app, out), more
+
+    async def _attempted(self, app: str, entries: list[PushEntry]) -> list[PushEntry]:
+        """The entries with the attempts the push dispatchers counted (keys.push_tries): a
+        stream entry cannot change, so its own field stays 0."""
+        if not entries:
+            return entries
+        tries = await self._r.hmget(keys.push_tries(app), [e.push_id for e in entries])
+        return [
+            e if raw is None else e._replace(attempts=int(raw.split(b":")[0]))
+            for e, raw in zip(entries, tries, strict=True)
+        ]
 
     @guarded
     async def dropped(self, app: str) -> int:
