@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from rtt import collector, configfile, tokens
+from rtt import configfile, interpreter, tokens
 from rtt.app import server_config
 from rtt.http_protocol import sockets_at_most
 from rtt.logs import log_config
@@ -95,7 +95,7 @@ def serve(args: argparse.Namespace) -> None:
         _print_demo(settings)
     settings = _fit_open_files(settings)
     config = server_config(settings, log_config=log_config(args.log_level))
-    collector.tune()
+    interpreter.tune()
     uvicorn.Server(config).run()
 
 

@@ -18,6 +18,17 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def json_strings(values: list[str]) -> list[bytes]:
+    """`[dumps(v) for v in values]`, for a long list in two C calls: one encoding of the whole
+    list, split at its commas. A string holding a comma, a quote or a backslash could put a
+    comma inside an element, so such a list is encoded one by one. One call per recipient cost
+    a 100 000-recipient send 20-200 ms of the event loop here (orjson's per-call overhead)."""
+    joined = "".join(values)
+    if "," in joined or '"' in joined or "\\" in joined:
+        return [dumps(v) for v in values]
+    return dumps(values)[1:-1].split(b",") if values else []
+
+
 def loads(raw: str | bytes) -> Any:
     """The JSON decoder for what rtt wrote itself; raises ValueError on bad JSON."""
     return orjson.loads(raw)

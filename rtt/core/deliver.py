@@ -27,7 +27,7 @@ from rtt.protocol import (
     SLOT,
     Frame,
     data_fields,
-    dumps,
+    json_strings,
     loads,
     slotted_frame,
     spliced_frame,
@@ -62,7 +62,7 @@ async def deliver_message(
         )
     if message.from_id is None:  # each recipient's `to` is itself alone
         frame = slotted_frame("messaging", "INCOMING", fresh_inbox_entry(message, SLOT).item())
-        mids = await sliced(inbox, lambda some: [dumps(p) for p in some])
+        mids = await sliced(inbox, lambda some: json_strings(list(some)))
     else:
         frame = whole_frame("messaging", "INCOMING", fresh_inbox_entry(message, "").item())
         mids = [b""] * len(inbox)

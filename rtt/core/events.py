@@ -6,15 +6,17 @@ from typing import Any
 
 from rtt.core.deliver import deliver_events
 from rtt.core.node import Node, now_ms
+from rtt.core.recipients import split_recipients
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.events import Event
 from rtt.domain.identities import is_system_identity
-from rtt.domain.messages import content_bytes, new_id
+from rtt.domain.messages import content_bytes, new_id, new_ids
 from rtt.domain.paging import cut_short, decode_after, encode_after
 from rtt.engines.base import Fanout
 from rtt.errors import invalid
 from rtt.protocol import Frame, dumps
+from rtt.slices import sliced
 
 operations = Operations()  # this module's operations; app.py builds the registry from them
 
@@ -53,10 +55,13 @@ async def sys_send_event_to_profiles(
     )
     event_type, payload = _event_parts(caller, data)
     sender = _sender(caller, data.get("fromProfileId"))
-    valid, errors = fields.split_ids(raw)
+    valid, errors = await split_recipients(raw)
     if valid:
         now = now_ms()
-        events = [Event(new_id(), event_type, sender, p, now, payload) for p in valid]
+        pairs = list(zip(new_ids(len(valid)), valid, strict=True))
+        events = await sliced(
+            pairs, lambda some: [Event(i, event_type, sender, p, now, payload) for i, p in some]
+        )
         await deliver_events(node, caller.app_id, caller.app, events)
     return {"sentCount": len(valid), "errorCount": len(errors), "errorProfiles": errors}
 

@@ -9,6 +9,7 @@ import orjson
 from rtt.core.channel import refuse_channel_senders
 from rtt.core.deliver import deliver_message, publish_change
 from rtt.core.node import Node, now_ms
+from rtt.core.recipients import split_recipients
 from rtt.core.registry import CLIENT, SERVER, Caller, Operations
 from rtt.domain import fields
 from rtt.domain.identities import is_system_identity
@@ -78,7 +79,7 @@ async def _system_send(
         data, "toProfileIds", max_count=caller.app.limits.max_recipients_s2s, recipients=True
     )
     sender = system_sender(data.get("fromJson"))
-    to, errors = fields.split_ids(raw)
+    to, errors = await split_recipients(raw)
     if not to:
         raise invalid(
             f"toProfileIds entries must be strings of 1 to {fields.MAX_ID_LENGTH} characters"

@@ -53,12 +53,12 @@ async def test_a_huge_send_does_not_delay_another_sockets_heartbeat(node: NodePr
     """Pins: a send to 100 000 profiles (a handful online) held the node's loop in one piece
     (checking the ids, finding who is offline, building 100 000 push entries, key names and
     per-recipient parts, packing the redis script's 300 000 keys, encoding and decoding the
-    fan-out), so a heartbeat on an unrelated socket waited 700 ms (local) and up to 1.3 s
-    (redis). Now that work runs in slices or in single C calls, push entries and the local
-    indexes are objects the garbage collector does not track, and `rtt serve` tunes the
-    collector (rtt/collector.py); every online recipient still gets each send's frame, in
-    order. On a quiet machine the worst round trip is now tens of ms on both engines; the
-    bound leaves room for a CI machine running other tests at the same time."""
+    fan-out), so a heartbeat on an unrelated socket waited 60 ms (local) and 0.4-1.4 s (redis).
+    Now that work runs in slices or in single C calls, push entries and the local indexes are
+    objects the garbage collector does not track, and `rtt serve` tunes the collector and the
+    GIL switch interval (rtt/interpreter.py); every online recipient still gets each send's
+    frame, in order. On a quiet machine the worst round trip is now about 10 ms (local) and
+    40 ms (redis); the bound leaves room for a CI machine running other tests at once."""
     online = [f"u{i * (RECIPIENTS // ONLINE)}" for i in range(ONLINE)]
     s2s = S2S(node)  # type: ignore[arg-type]
     s2s.http.timeout = 30.0

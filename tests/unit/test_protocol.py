@@ -1,8 +1,10 @@
 """Frames are encoded once and spliced per recipient; the result must be valid, equal JSON."""
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rtt.protocol import data_fields, spliced_frame, unsequenced, whole_frame
+from rtt.protocol import data_fields, dumps, json_strings, spliced_frame, unsequenced, whole_frame
 
 
 def test_whole_frame_splices_seq_into_valid_json():
@@ -41,3 +43,14 @@ def test_unsequenced_has_no_seq():
         "operation": "RESYNC",
         "data": {"seq": 3},
     }
+
+
+@given(st.lists(st.text(max_size=12)))
+def test_json_strings_is_dumps_of_each_whatever_the_strings_hold(values: list[str]) -> None:
+    """Commas, quotes, backslashes, control and non-ASCII characters included."""
+    assert json_strings(values) == [dumps(v) for v in values]
+
+
+def test_json_strings_of_plain_ids_splits_one_encoding() -> None:
+    ids = [f"u{i}" for i in range(1000)] + ["é", "\x01"]
+    assert json_strings(ids) == [orjson.dumps(v) for v in ids]

@@ -31,4 +31,5 @@ class LocalPresence:
 
     async def online(self, app: str, profiles: list[str]) -> set[str]:
         counts = self._sessions.get(app)
-        return set() if not counts else counts.keys() & set(profiles)
+        # the online few, looked up in C; no set of every recipient is built
+        return set() if not counts else counts.keys() & profiles
