@@ -1,5 +1,6 @@
 """The Lua scripts, loaded from `lua/*.lua` next to this file and registered once per client,
-each behind the checks of `lua/_checks.lua` (a script validates every key before it writes)."""
+each behind the checks of `lua/_checks.lua` (a script validates every key before it writes) and
+the outbox writer of `lua/_outbox.lua`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ LUA = Path(__file__).with_name("lua")
 
 
 def script(client: Redis, name: str) -> AsyncScript:
-    """`lua/<name>.lua` registered on `client`, called with keys and args, run by EVALSHA."""
-    checks = (LUA / "_checks.lua").read_text()
-    return client.register_script(checks + (LUA / f"{name}.lua").read_text())
+    """`lua/<name>.lua` registered on `client`, called with keys and args, run by EVALSHA, after
+    the shared functions every script may call (`_checks.lua`, `_outbox.lua`)."""
+    shared = "".join((LUA / f"{part}.lua").read_text() for part in ("_checks", "_outbox"))
+    return client.register_script(shared + (LUA / f"{name}.lua").read_text())
 
 
 class Scripts:

@@ -50,14 +50,6 @@ end
 if n > 0 then
   redis.call("SADD", KEYS[5], ARGV[#ARGV])
 end
-if #pushes > 0 and redis.call("EXISTS", KEYS[2]) == 0 then
-  -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
-  redis.call("XGROUP", "CREATE", KEYS[2], "rtt-push", "0", "MKSTREAM")
-  redis.call("SADD", KEYS[4], KEYS[2])
-end
-for _, e in ipairs(pushes) do
-  redis.call("XADD", KEYS[2], "*", "profile", e[1], "kind", e[2], "ref", e[3], "title", e[4],
-    "body", e[5], "data", e[6], "created_at", e[7], "attempts", 0)
-end
+queue_pushes(KEYS[2], KEYS[4], pushes)
 result[1] = redis.call("INCR", KEYS[3])
 return result

@@ -73,14 +73,6 @@ if has_sender then
   redis.call("HSET", KEYS[11], "sent:" .. msg_id, "[1," .. cr .. "," .. cr .. ",1]")
   redis.call("SADD", KEYS[2], "sent|" .. ARGV[13])
 end
-if #pushes > 0 and redis.call("EXISTS", KEYS[8]) == 0 then
-  -- the outbox stream is born with its consumer group, so dispatchers never miss an entry
-  redis.call("XGROUP", "CREATE", KEYS[8], "rtt-push", "0", "MKSTREAM")
-  redis.call("SADD", KEYS[10], KEYS[8])
-end
-for _, e in ipairs(pushes) do
-  redis.call("XADD", KEYS[8], "*", "profile", e[1], "kind", e[2], "ref", e[3], "title", e[4],
-    "body", e[5], "data", e[6], "created_at", e[7], "attempts", 0)
-end
+queue_pushes(KEYS[8], KEYS[10], pushes)
 result[1] = redis.call("INCR", KEYS[9])
 return result
