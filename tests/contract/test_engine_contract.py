@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,15 +68,21 @@ def _build(
     )
 
 
-@pytest.fixture(params=["local", "redis"])
-async def running(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
-    engine = _build(request.param, tmp_path, clean_redis, max_items=3)
+@contextlib.asynccontextmanager
+async def started(engine: Engine) -> AsyncIterator[Running]:
+    """`engine` started, with its fanouts and gaps recorded; closed on the way out."""
     state = Running(engine)
     await engine.start(state.fanouts.append, state.on_gap)
     try:
         yield state
     finally:
         await engine.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def running(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
+    async with started(_build(request.param, tmp_path, clean_redis, max_items=3)) as state:
+        yield state
 
 
 async def _entries(store, app, profile, box, ids, mark):
@@ -554,12 +561,8 @@ async def retained(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
     """An engine keeping events 5 s and at most 3 push entries per app, each 0.5 s."""
     retention = Retention(event_max_seconds=5, outbox_max_entries=3, outbox_max_seconds=0.5)
     engine = _build(request.param, tmp_path, clean_redis, max_items=100, retention=retention)
-    state = Running(engine)
-    await engine.start(state.fanouts.append, state.on_gap)
-    try:
+    async with started(engine) as state:
         yield state
-    finally:
-        await engine.close()
 
 
 async def test_the_sweep_deletes_events_past_their_age(retained):

@@ -14,7 +14,7 @@ import pytest
 from rtt.domain.events import Event
 from rtt.engines.base import Retention
 from rtt.protocol import data_fields, spliced_frame
-from tests.contract.test_engine_contract import APP, Running, _build
+from tests.contract.test_engine_contract import APP, Running, _build, started
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,12 +28,8 @@ async def engine(request, tmp_path: Path, clean_redis: str) -> AsyncIterator[Run
     """An engine keeping events 5 s (so the sweep can expire some)."""
     retention = Retention(event_max_seconds=5)
     built = _build(request.param, tmp_path, clean_redis, max_items=100, retention=retention)
-    state = Running(built)
-    await built.start(state.fanouts.append, state.on_gap)
-    try:
+    async with started(built) as state:
         yield state
-    finally:
-        await built.close()
 
 
 async def store(running: Running, profile: str, ev_id: str, created_at: int, data: bytes = b"{}"):
