@@ -7,6 +7,7 @@ Redis errors and timeouts surface as `EngineUnavailable`, which front doors answ
 from __future__ import annotations
 
 import functools
+import operator
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -33,7 +34,7 @@ from rtt.engines.redis import keys, query
 from rtt.engines.redis.bulk import run_script
 from rtt.engines.redis.idempotency import RedisClaims
 from rtt.engines.redis.scripts import Scripts
-from rtt.protocol import Frame, dumps, loads
+from rtt.protocol import Frame, dumps, json_strings, loads
 from rtt.slices import pieces, sliced
 
 P = ParamSpec("P")
@@ -118,9 +119,24 @@ def _push_row(p: PushEntry) -> tuple[str, ...]:
     return (p.profile, p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at))
 
 
+_BUT_PROFILE = operator.itemgetter(1, 2, 3, 4, 5, 6)  # a PushEntry's fields after `profile`
+
+
+def _push_rows(some: Sequence[PushEntry]) -> bytes:
+    """The JSON rows of `some`, without their array's brackets. The entries of one send share
+    every field but the profile: then the rows are one C join around the profiles' JSON
+    strings, not a tuple and an encoding per recipient."""
+    if len(set(map(_BUT_PROFILE, some))) != 1:
+        return dumps([_push_row(p) for p in some])[1:-1]
+    tail = b"," + dumps(_push_row(some[0])[1:])[1:]  # ,"kind",…,"created_at"]
+    profiles = json_strings([p.profile for p in some])
+    return b"[" + (tail + b",[").join(profiles) + tail
+
+
 async def push_json(pushes: list[PushEntry]) -> bytes:
     """Push entries as the one JSON argument every script that queues them decodes."""
-    return await _json_array(pushes, _push_row)
+    parts = await pieces(pushes, _push_rows)
+    return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
 def _event_row(pair: tuple[Event, bytes]) -> tuple[Any, ...]:
