@@ -170,6 +170,7 @@ class NodeProcess(ServerProcess):
     """One `python -m rtt serve` process with its own apps TOML, database and log file.
 
     `env` adds `RTT_*` variables (e.g. RTT_ENGINE, RTT_REDIS_URL, RTT_PRESENCE_TTL_SECONDS).
+    `workers` > 1 runs `rtt serve --workers N` (a supervisor and N node processes, redis only).
     The node's stdout/stderr go to `log_path`, so a failing test can show what the node said.
     """
 
@@ -183,8 +184,10 @@ class NodeProcess(ServerProcess):
         directory: Path | None = None,
         port: int | None = None,
         cpus: set[int] | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__(env=env, directory=directory, port=port, cpus=cpus)
+        self.workers = workers
         self.config_path = self.directory / f"apps-{self.port}.toml"
         self.config_path.write_text(config)
         self.env = {
@@ -197,7 +200,16 @@ class NodeProcess(ServerProcess):
         return [
             *(sys.executable, "-m", "rtt", "serve", "--config", str(self.config_path)),
             *("--host", self.host, "--port", str(self.port), "--log-level", "warning"),
+            *(("--workers", str(self.workers)) if self.workers > 1 else ()),
         ]
+
+    def worker_pids(self) -> set[int]:
+        """With `workers` > 1: the pids of the node processes the supervisor (`pid`) runs."""
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return {int(pid) for pid in f.read().split()}
+        except FileNotFoundError:  # the supervisor has ended
+            return set()
 
     @property
     def ws(self) -> str:
