@@ -249,3 +249,26 @@ def test_the_local_engine_refuses_more_than_one_worker(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "RTT_WORKERS" in done.stderr and "one writer" in done.stderr, done.stderr
     assert not (tmp_path / "rtt.db").exists()
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie left for whoever adopted it to reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path, clean_redis: str) -> None:
+    node = _node(tmp_path, clean_redis)
+    await asyncio.to_thread(node.start, 20.0)
+    try:
+        pids = node.worker_pids()
+        assert len(pids) == 2
+        node.kill()  # SIGKILL: the supervisor forwards nothing
+        await _until(lambda: all(_gone(pid) for pid in pids), "workers ending")
+        with pytest.raises(OSError):  # nobody listens on the port any more
+            await open_socket(node, "late")  # type: ignore[arg-type]
+    finally:
+        node.stop(1.0)
