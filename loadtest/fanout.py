@@ -4,6 +4,7 @@
     python -m loadtest.fanout --target both --pin --sockets 1000 --recipients 1000 --messages 60
     python -m loadtest.fanout --target rtt --engine redis --nodes 2 --sockets 1000
     python -m loadtest.fanout --rate 20 --messages 100      # fixed rate instead of saturation
+    python -m loadtest.fanout --target rtt --engine redis --workers 2   # rtt serve --workers 2
 
 `--target both` (the default) runs the same generator (same sockets, recipients, messages,
 concurrency or rate) first against rtt, then against the peer: python-socketio with its Redis
@@ -109,7 +110,8 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
     """Connect, measure idle RSS, send, wait for every delivery (bounded), measure."""
     profiles = [f"bench-{i}" for i in range(args.sockets)]
     recipients = profiles[: args.recipients]
-    pids = [s.pid for s in target.servers]
+    pids = [pid for s in target.servers for pid in s.pids()]  # with the workers of --workers
+    workers = args.workers if isinstance(target, RttTarget) else 1
     rss_before = sum(rss_bytes(p) for p in pids)
     tally = Tally()
     sockets = target.sockets(profiles, tally)  # tokens are minted here, before the clock starts
@@ -128,7 +130,10 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         rss_idle = sum(rss_bytes(p) for p in pids)
 
         keepalive = asyncio.create_task(target.keepalive(sockets))
-        clients = [HttpClient(s.host, s.port, args.timeout) for s in target.servers]
+        # one sending connection per node process; the kernel picks the worker each one reaches
+        clients = [
+            HttpClient(s.host, s.port, args.timeout) for s in target.servers for _ in range(workers)
+        ]
         try:
             before = commandstats(db) if db else {}
             redis_cpu_before = redis_cpu_seconds(db) if db else 0.0
@@ -185,7 +190,8 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
 
     result: dict[str, Any] = {
         "engine": target.engine,
-        "nodes": len(pids),
+        "nodes": len(target.servers),
+        "workers": workers,
         "sockets": args.sockets,
         "recipients": len(recipients),
         "messages": sent,
@@ -286,7 +292,10 @@ def phase(
                 env["RTT_REDIS_URL"] = redis_url
             else:
                 redis_url = None
-            nodes = [stack.enter_context(rtt_node(env, cpus=cpus)) for _ in range(args.nodes)]
+            nodes = [
+                stack.enter_context(rtt_node(env, cpus=cpus, workers=args.workers))
+                for _ in range(args.nodes)
+            ]
             target = RttTarget(nodes, args.engine)
         else:
             from loadtest.peers.socketio_server import socketio_peer
@@ -363,6 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", choices=["local", "redis"], default="local", help="rtt's")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--nodes", type=int, default=1, help="rtt nodes (the peer is one)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="rtt serve --workers per node (redis engine)"
+    )
     parser.add_argument("--sockets", type=int, default=200)
     parser.add_argument("--recipients", type=int, default=200)
     parser.add_argument("--messages", type=int, default=50)
@@ -373,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
     args.nodes = max(1, min(args.nodes, 4))
+    args.workers = max(1, min(args.workers, 8))
     args.sockets = max(1, min(args.sockets, 10_000))
     args.recipients = max(1, min(args.recipients, args.sockets, 1000))
     args.messages = max(1, min(args.messages, 100_000))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -50,6 +51,15 @@ def pin(pid: int, cpus: set[int]) -> None:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(int(tid), cpus)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the live children of `pid` (none once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except FileNotFoundError:
+        return []
 
 
 def affinity(pid: int) -> set[int]:
@@ -96,6 +106,11 @@ class ServerProcess:
     def pid(self) -> int:
         assert self.proc is not None, f"{self.label} not started"
         return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """The process and its children (`rtt serve --workers`' workers): what it costs in CPU
+        and memory is theirs together."""
+        return [self.pid, *children(self.pid)]
 
     @property
     def http(self) -> str:
@@ -170,6 +185,7 @@ class NodeProcess(ServerProcess):
     """One `python -m rtt serve` process with its own apps TOML, database and log file.
 
     `env` adds `RTT_*` variables (e.g. RTT_ENGINE, RTT_REDIS_URL, RTT_PRESENCE_TTL_SECONDS).
+    `workers` > 1 runs `rtt serve --workers N` (a supervisor and N node processes, redis only).
     The node's stdout/stderr go to `log_path`, so a failing test can show what the node said.
     """
 
@@ -183,8 +199,11 @@ class NodeProcess(ServerProcess):
         directory: Path | None = None,
         port: int | None = None,
         cpus: set[int] | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__(env=env, directory=directory, port=port, cpus=cpus)
+        self.workers = workers
+        self._answered: set[int] = set()  # worker pids that answered /status
         self.config_path = self.directory / f"apps-{self.port}.toml"
         self.config_path.write_text(config)
         self.env = {
@@ -197,7 +216,25 @@ class NodeProcess(ServerProcess):
         return [
             *(sys.executable, "-m", "rtt", "serve", "--config", str(self.config_path)),
             *("--host", self.host, "--port", str(self.port), "--log-level", "warning"),
+            *(("--workers", str(self.workers)) if self.workers > 1 else ()),
         ]
+
+    def ready(self) -> bool:
+        """With `workers` > 1, ready once every worker has answered `/status` (each poll is a
+        new connection, which the kernel gives to any listening worker)."""
+        if self.workers == 1:
+            return super().ready()
+        try:
+            with urllib.request.urlopen(f"{self.http}/status", timeout=1) as response:
+                node = json.load(response)["node"]
+        except (OSError, ValueError):  # refused, or 503 while its engine is not ready
+            return False
+        self._answered.add(int(node.rsplit(":", 1)[1]))
+        return len(self.worker_pids() & self._answered) == self.workers
+
+    def worker_pids(self) -> set[int]:
+        """With `workers` > 1: the pids of the node processes the supervisor (`pid`) runs."""
+        return set(children(self.pid))
 
     @property
     def ws(self) -> str:
@@ -223,7 +260,10 @@ def running(process: P, timeout: float = 15.0) -> Iterator[P]:
 
 
 def rtt_node(
-    extra_env: dict[str, str] | None = None, timeout: float = 15.0, cpus: set[int] | None = None
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 15.0,
+    cpus: set[int] | None = None,
+    workers: int = 1,
 ) -> contextlib.AbstractContextManager[NodeProcess]:
     """A fresh node with the bench app, its config and database in a temp dir; always stopped."""
-    return running(NodeProcess(env=extra_env, cpus=cpus), timeout)
+    return running(NodeProcess(env=extra_env, cpus=cpus, workers=workers), timeout)

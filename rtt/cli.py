@@ -1,8 +1,9 @@
 """rtt: a self-hosted real-time system-messaging server.
 
-`rtt serve` runs one node; `rtt token` mints a connection token for a profile; `rtt send`
-sends a system message from the terminal; `rtt status` asks a node how it is doing;
-`rtt check-config` and `rtt init` check and write the apps file.
+`rtt serve` runs one node (`--workers N`: N node processes on one port); `rtt token` mints a
+connection token for a profile; `rtt send` sends a system message from the terminal;
+`rtt status` asks a node how it is doing; `rtt check-config` and `rtt init` check and write the
+apps file.
 """
 
 from __future__ import annotations
@@ -90,10 +91,15 @@ def serve(args: argparse.Namespace) -> None:
         engine=args.engine,
         redis_url=args.redis_url,
         database=args.database,
+        workers=args.workers,
     )
     if settings.generated_secrets:
         _print_demo(settings)
     settings = _fit_open_files(settings)
+    if settings.workers > 1:
+        from rtt.workers import supervise
+
+        sys.exit(supervise(settings, log_config(args.log_level)))
     config = server_config(settings, log_config=log_config(args.log_level))
     interpreter.tune()
     uvicorn.Server(config).run()
@@ -249,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--engine", choices=["local", "redis"], help="RTT_ENGINE, default local")
     s.add_argument("--redis-url", help="RTT_REDIS_URL for --engine redis")
     s.add_argument("--database", help="SQLite file of the local engine (RTT_DATABASE, rtt.db)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        help="node processes sharing the port (RTT_WORKERS, default 1; more needs redis)",
+    )
     s.add_argument("--log-level", default="info")
     s.set_defaults(run=serve)
     t = commands.add_parser("token", help="print a connection token (JWT) for a profile")

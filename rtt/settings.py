@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -340,6 +348,34 @@ class Settings(BaseSettings):
     push_devices_max: int = Field(
         10, ge=1, le=1000, description="devices per profile; registering one more drops the oldest"
     )
+
+    # --- worker processes (`rtt serve --workers`, issue 14) ------------------------------------
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="node processes sharing the port (SO_REUSEPORT); more than 1 needs redis",
+    )
+    worker_restarts_max: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="worker deaths tolerated within the window; one more and the supervisor"
+        " stops everything and exits 1",
+    )
+    worker_restart_window_seconds: float = Field(
+        60.0, gt=0, le=86400, description="the window worker deaths are counted in"
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_need_redis(cls, workers: int, info: ValidationInfo) -> int:
+        if workers > 1 and info.data.get("engine") != "redis":
+            raise ValueError(
+                "more than 1 worker needs RTT_ENGINE=redis: the local engine's SQLite file"
+                " has one writer and its in-process fan-out does not reach other processes"
+            )
+        return workers
 
     @model_validator(mode="after")
     def _reply_fits_buffer(self) -> Settings:

@@ -24,7 +24,6 @@ from rtt.core.node import Node
 
 CACHE_SECONDS = 1.0
 ENGINE_TIMEOUT = 2.0  # the same patience as /readyz
-NODE_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def _engine(node: Node) -> dict[str, Any]:
@@ -63,6 +62,8 @@ class _Cached:
 def status_endpoint() -> Callable[[Request], Awaitable[Response]]:
     """The `/status` handler of one app, with its own cache of the engine's answer."""
     cached = _Cached()
+    # made per app, in the process that serves it: `rtt serve --workers` forks its workers
+    name = f"{socket.gethostname()}:{os.getpid()}"
 
     async def status(request: Request) -> Response:
         """This node's name, version, engine kind and health, sockets and outbox totals."""
@@ -71,7 +72,7 @@ def status_endpoint() -> Callable[[Request], Awaitable[Response]]:
         profiles, sockets = node.hub.counts()
         body = {
             "status": "ok" if health["engine"]["ready"] else "unavailable",
-            "node": NODE_NAME,
+            "node": name,
             "version": __version__,
             "engine": {"kind": node.settings.engine, **health["engine"]},
             "connections": {"sockets": sockets, "profiles": profiles},
