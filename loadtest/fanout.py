@@ -2,6 +2,7 @@
 
     python -m loadtest.fanout --sockets 1000 --recipients 1000 --messages 50
     python -m loadtest.fanout --target both --pin --sockets 1000 --recipients 1000 --messages 60
+    python -m loadtest.fanout --target rtt,floor --pin --sockets 2000 --recipients 1000
     python -m loadtest.fanout --target rtt --engine redis --nodes 2 --sockets 1000
     python -m loadtest.fanout --rate 20 --messages 100      # fixed rate instead of saturation
     python -m loadtest.fanout --target rtt --engine redis --workers 2   # rtt serve --workers 2
@@ -9,9 +10,11 @@
 `--target both` (the default) runs the same generator (same sockets, recipients, messages,
 concurrency or rate) first against rtt, then against the peer: python-socketio with its Redis
 manager (loadtest/peers/socketio_server.py), which persists nothing and checks no token, so the
-comparison is conservative. Every server is a subprocess started here on a free loopback port;
-rtt nodes are stopped before the peer starts. Redis (for `--engine redis` and for the peer) is
-a throwaway redis-server unless `--redis-url`.
+comparison is conservative. `--target all` (or a list, `rtt,floor`) adds the transport floor
+(loadtest/peers/floor_server.py): a picows broadcast server doing nothing but write, the least a
+delivery costs on this machine today. Every server is a subprocess started here on a free
+loopback port; each target's servers are stopped before the next target's start. Redis (for
+`--engine redis` and for the peer) is a throwaway redis-server unless `--redis-url`.
 
 `--pin` (with at least 2 CPUs) puts every server process (rtt nodes, the peer, the throwaway
 redis-server) on the first CPU and this generator on the second, and says so in the JSON.
@@ -21,8 +24,9 @@ duplicates (by seq), server CPU µs per delivery (from /proc; Redis's own CPU fr
 RSS per idle socket, authenticated connects/s (connect + login reply; tokens are minted before),
 and how busy the generator and the server were while sending and while connecting.
 `generator_bound` says when the generator was the limit (GENERATOR_BOUND busy or more): then
-deliveries/s or connects/s is the generator's number, not the server's. With both targets,
-`ratio` divides them so that every ratio above 1 is rtt ahead. One JSON object on stdout, a
+deliveries/s or connects/s is the generator's number, not the server's. With rtt and another
+target, `ratio` divides them (keys name the other: `_peer_`, `_floor_`) so that every ratio
+above 1 is rtt ahead. One JSON object on stdout, a
 table on stderr. Bounded: at most 10,000 sockets, 1,000 recipients and 100,000 sends, and
 HARD_LIMIT_SECONDS per target.
 
@@ -55,13 +59,15 @@ import uvloop
 from loadtest.counting import CountingSocket, Tally
 from loadtest.httpclient import HttpClient
 from loadtest.node import affinity, pin, rtt_node
-from loadtest.targets import PeerTarget, RttTarget, Target
+from loadtest.targets import FloorTarget, PeerTarget, RttTarget, Target
 from loadtest.wsclient import close_all, connect
 
 HARD_LIMIT_SECONDS = 300  # per target
 TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTS_IN_FLIGHT = 200
 GENERATOR_BOUND = 0.9  # generator CPU busy from which its own limit shows in the numbers
+TARGETS = ("rtt", "floor", "peer")  # in the order they run and are shown
+PACKAGES = {"rtt": "rtt", "floor": "picows", "peer": "python-socketio"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -297,6 +303,11 @@ def phase(
                 for _ in range(args.nodes)
             ]
             target = RttTarget(nodes, args.engine)
+        elif name == "floor":
+            from loadtest.peers.floor_server import floor_peer
+
+            target = FloorTarget(stack.enter_context(floor_peer(cpus=cpus)))
+            redis_url = None
         else:
             from loadtest.peers.socketio_server import socketio_peer
 
@@ -306,7 +317,7 @@ def phase(
         if db:
             db.ping()  # connect (and say HELLO) before anything is counted
         result = uvloop.run(asyncio.wait_for(run(target, args, db), HARD_LIMIT_SECONDS))
-        package = "rtt" if name == "rtt" else "python-socketio"
+        package = PACKAGES[name]
         result["server"] = f"{package} {importlib.metadata.version(package)}"
         if cpus:
             pids = [s.pid for s in target.servers]
@@ -314,8 +325,9 @@ def phase(
         return result
 
 
-def ratios(rtt: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
-    """Each ratio is arranged so that above 1 means rtt is ahead."""
+def ratios(rtt: dict[str, Any], peer: dict[str, Any], name: str) -> dict[str, float | None]:
+    """rtt against the target `name`: each ratio is arranged so that above 1 means rtt is
+    ahead."""
 
     def div(a: float | None, b: float | None) -> float | None:
         return round(a / b, 2) if a and b and a > 0 and b > 0 else None
@@ -324,19 +336,27 @@ def ratios(rtt: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]
         return div(peer[key], rtt[key])
 
     return {
-        "server_cpu_per_delivery_peer_over_rtt": peer_over_rtt("server_cpu_us_per_delivery"),
-        "total_cpu_per_delivery_peer_over_rtt": peer_over_rtt("total_cpu_us_per_delivery"),
-        "deliveries_per_s_rtt_over_peer": div(rtt["deliveries_per_s"], peer["deliveries_per_s"]),
-        "p50_ms_peer_over_rtt": peer_over_rtt("p50_ms"),
-        "p99_ms_peer_over_rtt": peer_over_rtt("p99_ms"),
-        "rss_per_idle_socket_peer_over_rtt": peer_over_rtt("rss_per_idle_socket_kib"),
-        "connects_per_s_rtt_over_peer": div(rtt["connects_per_s"], peer["connects_per_s"]),
+        f"server_cpu_per_delivery_{name}_over_rtt": peer_over_rtt("server_cpu_us_per_delivery"),
+        f"total_cpu_per_delivery_{name}_over_rtt": peer_over_rtt("total_cpu_us_per_delivery"),
+        f"deliveries_per_s_rtt_over_{name}": div(rtt["deliveries_per_s"], peer["deliveries_per_s"]),
+        f"p50_ms_{name}_over_rtt": peer_over_rtt("p50_ms"),
+        f"p99_ms_{name}_over_rtt": peer_over_rtt("p99_ms"),
+        f"rss_per_idle_socket_{name}_over_rtt": peer_over_rtt("rss_per_idle_socket_kib"),
+        f"connects_per_s_rtt_over_{name}": div(rtt["connects_per_s"], peer["connects_per_s"]),
     }
+
+
+def target_list(value: str) -> list[str]:
+    """`both` (rtt and the python-socketio peer), `all`, or a comma list of TARGETS."""
+    names = {"both": ["rtt", "peer"], "all": list(TARGETS)}.get(value, value.split(","))
+    if not names or any(n not in TARGETS for n in names):
+        raise argparse.ArgumentTypeError(f"expected both, all or a list of {', '.join(TARGETS)}")
+    return [n for n in TARGETS if n in names]
 
 
 def table(report: dict[str, Any]) -> str:
     """The report as aligned text: one column per target, then the ratios."""
-    sides = [t for t in ("rtt", "peer") if t in report]
+    sides = [t for t in TARGETS if t in report]
     keys = list(dict.fromkeys(k for t in sides for k in report[t]))
     wide = [k for k in keys if any(isinstance(report[t].get(k), dict) for t in sides)]
     w = max(len(k) for k in [*keys, *report.get("ratio", {})])
@@ -368,7 +388,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", choices=["rtt", "peer", "both"], default="both")
+    parser.add_argument("--target", default="both", help="both, all, or e.g. rtt,floor")
     parser.add_argument("--engine", choices=["local", "redis"], default="local", help="rtt's")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--nodes", type=int, default=1, help="rtt nodes (the peer is one)")
@@ -391,7 +411,10 @@ def main(argv: list[str] | None = None) -> None:
     args.messages = max(1, min(args.messages, 100_000))
     args.concurrency = max(1, min(args.concurrency, 256))
     args.timeout = max(1.0, min(args.timeout, 60.0))
-    targets = ["rtt", "peer"] if args.target == "both" else [args.target]
+    try:
+        targets = target_list(args.target)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
 
     cpus, pinning = plan_pinning(args.pin)
     report: dict[str, Any] = {"target": args.target, "pinning": pinning}
@@ -404,8 +427,11 @@ def main(argv: list[str] | None = None) -> None:
                 pinning["redis_pinned"] = ours and affinity(redis_pid(url)) == cpus
         for name in targets:
             report[name] = phase(name, args, url, cpus)
-    if len(targets) == 2:
-        report["ratio"] = ratios(report["rtt"], report["peer"])
+    if "rtt" in targets and len(targets) > 1:
+        others = [t for t in targets if t != "rtt"]
+        report["ratio"] = {
+            k: v for t in others for k, v in ratios(report["rtt"], report[t], t).items()
+        }
     print(orjson.dumps(report).decode(), flush=True)
     if not args.json:
         print(table(report), file=sys.stderr)

@@ -1,6 +1,7 @@
 """The fan-out benchmark's targets: how to log a socket in, read its frames and send to it.
 
-Both targets are driven by the same raw client (loadtest/wsclient.py) and the same counting
+rtt, the python-socketio peer and the transport floor (loadtest/peers/floor_server.py) are
+driven by the same raw client (loadtest/wsclient.py) and the same counting
 (loadtest/counting.py); only the login exchange, the frame prefix and the send request differ.
 Everything a connect needs (rtt's JWTs included) is made by `sockets()`, before connects are
 timed, so connects/s measures the server's handshake and authentication, not token signing.
@@ -21,6 +22,7 @@ from loadtest.counting import CountingSocket, Tally, stream_frame
 from loadtest.node import APP, SECRET, SERVER_SECRET, Node, ServerProcess
 
 if TYPE_CHECKING:
+    from loadtest.peers.floor_server import FloorProcess
     from loadtest.peers.socketio_server import PeerProcess
 
 HEARTBEAT = b'{"service":"rtt","operation":"HEARTBEAT","data":{}}'
@@ -148,4 +150,45 @@ class PeerTarget:
         return "/send", orjson.dumps({"to": recipients, "content": {"t": time.time_ns()}})
 
 
-Target = RttTarget | PeerTarget
+class FloorSocket(CountingSocket):
+    """A floor socket: its profile in the path, ready once the server says `{"ready":1}`."""
+
+    __slots__ = ()
+    fast = stream_frame(b"")
+
+    def on_open(self) -> None:
+        """Nothing to send: the server speaks first."""
+
+    def other(self, payload: bytes, arrived_ns: int) -> None:
+        if not self.ready.done():
+            if payload == b'{"ready":1}':
+                self.ready.set_result(None)
+            else:
+                self.ready.set_exception(RuntimeError(f"not ready: {payload!r:.200}"))
+
+
+class FloorTarget:
+    """The transport floor (loadtest/peers/floor_server.py), with its `POST /send`."""
+
+    name = "floor"
+    engine = "picows, no persistence"
+
+    def __init__(self, floor: FloorProcess) -> None:
+        self.floor = floor
+
+    @property
+    def servers(self) -> list[ServerProcess]:
+        return [self.floor]
+
+    def sockets(self, profiles: list[str], tally: Tally) -> list[FloorSocket]:
+        host, port = self.floor.host, self.floor.ws_port
+        return [FloorSocket(host, port, f"/{p}", p, tally) for p in profiles]
+
+    async def keepalive(self, sockets: Sequence[CountingSocket]) -> None:
+        """The floor closes nothing for silence."""
+
+    def request(self, recipients: list[str]) -> tuple[str, bytes]:
+        return "/send", orjson.dumps({"to": recipients, "content": {"t": time.time_ns()}})
+
+
+Target = RttTarget | PeerTarget | FloorTarget

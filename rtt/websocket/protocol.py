@@ -4,8 +4,12 @@ uvicorn parses HTTP; on an `Upgrade: websocket` request it builds `ws=WebSocketP
 it the transport and the request head, and switches the transport over. From there this class is
 the whole socket: the opening handshake, frame parsing, pings, the closing handshake, flow
 control and graceful shutdown. It hands complete messages to the `Handler` the app's `Endpoint`
-opens for the connection, and is the connection that handler writes pre-framed bytes to, one
-`transport.write` per frame.
+opens for the connection, and is the connection that handler writes pre-framed bytes to.
+
+Writes are corked, as uWebSockets does: the frames written to one connection within one turn of
+the event loop leave in one `transport.write` (one `send()`), at the start of the next turn
+(`loop.call_soon`, so an idle socket's lone frame waits for no timer). A fan-out that pushes
+several messages to a socket in one turn then costs one syscall for them, not one each.
 
 It knows nothing of RTT: the app above says which path it serves, how large a message may be,
 what handles a connection and the connection's bounds, through uvicorn's lifespan state. An idle
@@ -19,7 +23,7 @@ import asyncio
 import codecs
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol, cast
 
@@ -32,6 +36,7 @@ from rtt.websocket import frames, handshake
 ENDPOINT_KEY = "rtt.websocket"  # the lifespan state key the app yields its Endpoint under
 FAIR_SHARE_BYTES = 64 * 1024  # frames handled per connection per turn of the event loop
 NO_STATUS, ABNORMAL = 1005, 1006  # RFC 6455 §7.1.5: a close frame without a code; none at all
+CORK_BYTES = 64 * 1024  # a connection's cork is written at once when it holds this much
 
 
 class Handler(Protocol):
@@ -49,6 +54,26 @@ class Handler(Protocol):
         """The server is stopping: the handler may write its last frames (say why) before the
         connection closes with 1012."""
         ...
+
+
+class Uncorker:
+    """The connections written to in this turn of the event loop: all uncorked by one callback
+    at the start of the next turn, so a fan-out schedules one callback, not one per socket."""
+
+    __slots__ = ("_corked",)
+
+    def __init__(self) -> None:
+        self._corked: list[WebSocketProtocol] = []
+
+    def add(self, connection: WebSocketProtocol) -> None:
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self._uncork_all)
+        self._corked.append(connection)
+
+    def _uncork_all(self) -> None:
+        corked, self._corked = self._corked, []
+        for connection in corked:
+            connection.uncork()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +97,8 @@ class Endpoint:
     drain_timeout: float
     close_timeout: float
     also_paths: tuple[str, ...] = ()  # more paths served the same way
+    # the corked connections of this endpoint's server (one server, one event loop)
+    uncorker: Uncorker = field(default_factory=Uncorker, compare=False, repr=False)
 
 
 # _CLOSING: our close frame is sent, the peer's is awaited; _CLOSED: nothing is read or written
@@ -96,6 +123,8 @@ class WebSocketProtocol(asyncio.Protocol):
         "_budget",
         "_buffer",
         "_close_timer",
+        "_corked",
+        "_corked_bytes",
         "_decoder",
         "_drain_timer",
         "_drained",
@@ -136,6 +165,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._yielded = False  # a big read: the other connections have their turn first
         self._reading = True  # none of the three: frames are parsed
         self._pong: bytes | None = None  # the latest ping's payload, until the read is handled
+        self._corked: list[bytes] | None = None  # frames written this turn, not yet sent
+        self._corked_bytes = 0
         self._drained: asyncio.Future[None] | None = None  # exists only while someone waits
         self._drain_timer: asyncio.TimerHandle | None = None
         # when the last whole frame arrived, read by the handler when its silence timer fires
@@ -178,7 +209,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        self._buffer = self._message = self._decoder = None
+        self._buffer = self._message = self._decoder = self._corked = None
         self._wake_drainer()
         self._end()
 
@@ -198,19 +229,38 @@ class WebSocketProtocol(asyncio.Protocol):
     # --- what the handler above uses ---------------------------------
 
     def write(self, frame: bytes) -> None:
-        """Write one whole frame, under the connection's budget: if the peer's unread bytes
-        then exceed it, the connection closes as too slow (4003)."""
+        """Write one whole frame, corked until the next turn of the loop (or until the cork holds
+        CORK_BYTES), under the connection's budget: if the peer's unread bytes exceed it once
+        the cork is written, the connection closes as too slow (4003)."""
         if self._state != _OPEN:
             return
+        corked = self._corked
+        if corked is None:
+            self._corked = [frame]
+            self._corked_bytes = len(frame)
+            self._endpoint.uncorker.add(self)
+        else:
+            corked.append(frame)
+            self._corked_bytes += len(frame)
+            if self._corked_bytes >= CORK_BYTES:
+                self.uncork()
+
+    def uncork(self) -> None:
+        """Send the corked frames in one write, then hold the peer to the budget."""
+        corked, self._corked = self._corked, None
+        if corked is None or self._state != _OPEN:
+            return
         transport = self._transport
-        transport.write(frame)
+        transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
         if transport.get_write_buffer_size() > self._budget:
             self.close(CloseCode.SLOW_CONSUMER, "too slow: unread bytes over the budget")
 
     async def drain(self) -> bool:
         """Wait until the transport is under its high-water mark; True if the connection is
         still open. A peer that does not read for the endpoint's `drain_timeout` meanwhile is
-        closed as too slow (4003), so no caller waits longer than that."""
+        closed as too slow (4003), so no caller waits longer than that. The cork is written
+        first: what was written before a drain is what the drain waits for."""
+        self.uncork()
         if self._paused and self._state == _OPEN:
             drained = self._drained
             if drained is None:
@@ -222,7 +272,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake: no frame is written after this one. The peer has the
-        endpoint's `close_timeout` to answer before the connection is cut."""
+        endpoint's `close_timeout` to answer before the connection is cut. The frames corked
+        before it go first (their budget check may close the connection as too slow instead)."""
+        self.uncork()
         if self._state != _OPEN:
             return
         transport = self._transport
@@ -392,6 +444,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._handler.received(payload, opcode == frames.TEXT)
 
     def _closed_by_peer(self, payload: bytes) -> None:
+        self.uncork()  # what was written before the peer's close still goes before our answer
         if self._state == _OPEN:  # answer, then close the TCP connection (RFC 6455 §7.1.1)
             self._transport.write(frames.close_reply(payload))
             self.close_code = int.from_bytes(payload[:2], "big") if payload else NO_STATUS

@@ -47,6 +47,28 @@ def test_fanout_benchmark_runs_rtt_and_the_socketio_peer_without_loss():
     }
 
 
+@pytest.mark.timeout(150)
+def test_fanout_benchmark_drives_the_transport_floor_beside_rtt():
+    """`--target rtt,floor` drives the picows floor peer with the same generator: it delivers
+    everything exactly once and the report divides rtt's figures by the floor's."""
+    command = [sys.executable, "-m", "loadtest.fanout", "--target", "rtt,floor"]
+    command += ["--sockets", "20", "--recipients", "20", "--messages", "3", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    assert "peer" not in report
+    for side in ("rtt", "floor"):
+        result = report[side]
+        assert result["deliveries"] == 3 * 20, (side, result)
+        assert result["lost"] == 0 and result["gaps"] == 0 and result["duplicates"] == 0, result
+    assert report["floor"]["server"].startswith("picows ")
+    assert set(report["ratio"]) >= {
+        "server_cpu_per_delivery_floor_over_rtt",
+        "deliveries_per_s_rtt_over_floor",
+        "p99_ms_floor_over_rtt",
+    }
+
+
 def _rtt_token(tmp_path: Path, app: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run `rtt token` for profile p9 against the test apps."""
     config = tmp_path / "apps.toml"
