@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from loadtest.node import NodeProcess
-from tests.support.clients import SERVER
+from tests.support.clients import sys_send_body
 from tests.support.nodes import engine_env
 from tests.support.server import APPS_TOML
 from tests.support.storm import Storm
@@ -51,16 +51,7 @@ class Sender:
         """One send to the next group; True if acknowledged (then its recipients must get it)."""
         n = next(self._next)
         group = self.groups[n % GROUPS]
-        body = {
-            **SERVER,
-            "service": "messaging",
-            "operation": "SYS_SEND_MESSAGE",
-            "data": {
-                "toProfileIds": group,
-                "contentJson": {"n": n},
-                "fromJson": {"id": None, "name": "Admin"},
-            },
-        }
+        body = sys_send_body(group, {"n": n})
         try:
             r = await http.post("/s2sdispatcher", json=body)
         except httpx.HTTPError:

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from loadtest.node import NodeProcess
-from tests.support.clients import SERVER, Rtt, open_socket
+from tests.support.clients import Rtt, open_socket, sys_send_body
 from tests.support.nodes import engine_env
 from tests.support.server import APPS_TOML
 
@@ -28,16 +28,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
 
 
 def _body(n: int) -> dict[str, Any]:
-    return {
-        **SERVER,
-        "service": "messaging",
-        "operation": "SYS_SEND_MESSAGE",
-        "data": {
-            "toProfileIds": PROFILES,
-            "contentJson": {"n": n},
-            "fromJson": {"id": None, "name": "Admin"},
-        },
-    }
+    return sys_send_body(PROFILES, {"n": n})
 
 
 async def _send_until_refused(url: str, acked: list[str], started: asyncio.Event) -> int:

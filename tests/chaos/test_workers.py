@@ -21,7 +21,7 @@ import websockets
 
 from loadtest.node import NodeProcess
 from rtt.client import Client, Pushed
-from tests.support.clients import SERVER, Rtt, open_socket, token
+from tests.support.clients import Rtt, open_socket, sys_send_body, token
 from tests.support.server import APPS_TOML
 
 PROFILES = [f"w{i}" for i in range(40)]
@@ -95,16 +95,7 @@ async def _sockets_per_worker(node: NodeProcess) -> dict[int, int]:
 
 async def _send_via(url: str, n: int) -> int:
     """One S2S send to every profile, over a new connection; the pid of the worker that took it."""
-    body = {
-        **SERVER,
-        "service": "messaging",
-        "operation": "SYS_SEND_MESSAGE",
-        "data": {
-            "toProfileIds": PROFILES,
-            "contentJson": {"n": n},
-            "fromJson": {"id": None, "name": "Admin"},
-        },
-    }
+    body = sys_send_body(PROFILES, {"n": n})
     async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
         r = await http.post("/s2sdispatcher", json=body)
         assert r.status_code == 200 and r.json()["status"] == 200, r.text

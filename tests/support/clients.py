@@ -30,6 +30,20 @@ SERVERS = {
 }
 
 
+def sys_send_body(to: list[str], content: dict[str, Any]) -> dict[str, Any]:
+    """A stateless S2S `messaging/SYS_SEND_MESSAGE` of the test app's backend, from "Admin"."""
+    return {
+        **SERVER,
+        "service": "messaging",
+        "operation": "SYS_SEND_MESSAGE",
+        "data": {
+            "toProfileIds": to,
+            "contentJson": content,
+            "fromJson": {"id": None, "name": "Admin"},
+        },
+    }
+
+
 def token(profile: str, app: str = "demo", ttl: int = 600, **claims: Any) -> str:
     body = {"sub": profile, "app": app, "exp": int(time.time()) + ttl, **claims}
     return jwt.encode(body, SECRETS[app], algorithm="HS256")
