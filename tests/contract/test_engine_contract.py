@@ -28,6 +28,7 @@ from rtt.engines.base import (
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
 from rtt.protocol import SLOT, data_fields, slotted_frame, spliced_frame, whole_frame
+from rtt.slices import SLICE
 
 APP = "app"
 SYSTEM = {"id": None, "name": "Admin"}
@@ -230,6 +231,29 @@ async def test_push_outbox_is_oldest_first_and_filterable(running):
     rest, more = await running.engine.outbox.pending(APP, None, 2, first[-1].push_id, BUDGET)
     assert [(p.profile, p.body) for p in rest] == [("a", "two")] and not more
     assert all(p.push_id for p in everything)
+
+
+async def test_push_entries_come_back_exactly_as_written(running):
+    """Pins the redis engine's grouped push argument (a send's entries share every field but
+    the profile, sent once): entries of one send over more than a slice, and entries that
+    differ in more than the profile, all read back field for field, in order."""
+    message = new_message(SYSTEM, ["x"], b"{}", 1)
+    frame = whole_frame("messaging", "INCOMING", {"msgId": message.msg_id})
+    to = [f"p{i}" for i in range(SLICE + 5)] + ['q,"1']
+    same = [PushEntry(p, "message", "m1", "T", 'b"x', b'{"k":1}', 7) for p in to]
+    await running.store.append_message(APP, message, to, None, frame, [b""] * len(to), same)
+    mixed = [
+        PushEntry("e1", "event", "ev1", "kind", "", b"{}", 8),
+        PushEntry("e2", "event", "ev2", "kind", "", b"[]", 9),
+    ]
+    await running.engine.channel.queue_pushes(APP, mixed)
+    written = same + mixed
+    read, after, more = [], None, True
+    while more:
+        page, more = await running.engine.outbox.pending(APP, None, 1000, after, 1 << 30)
+        read += page
+        after = page[-1].push_id
+    assert [p[:7] for p in read] == [p[:7] for p in written]
 
 
 async def test_claims_and_s2s_sessions(running):

@@ -115,27 +115,27 @@ async def _json_array(items: Sequence[T], entry: Callable[[T], Any]) -> bytes:
     return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
-def _push_row(p: PushEntry) -> tuple[str, ...]:
-    return (p.profile, p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at))
-
-
 _BUT_PROFILE = operator.itemgetter(1, 2, 3, 4, 5, 6)  # a PushEntry's fields after `profile`
 
 
-def _push_rows(some: Sequence[PushEntry]) -> bytes:
-    """The JSON rows of `some`, without their array's brackets. The entries of one send share
-    every field but the profile: then the rows are one C join around the profiles' JSON
-    strings, not a tuple and an encoding per recipient."""
-    if len(set(map(_BUT_PROFILE, some))) != 1:
-        return dumps([_push_row(p) for p in some])[1:-1]
-    tail = b"," + dumps(_push_row(some[0])[1:])[1:]  # ,"kind",…,"created_at"]
-    profiles = json_strings([p.profile for p in some])
-    return b"[" + (tail + b",[").join(profiles) + tail
+def _shared(p: PushEntry) -> list[str]:
+    return [p.kind, p.ref, p.title, p.body, p.data.decode(), str(p.created_at)]
+
+
+def _push_groups(some: Sequence[PushEntry]) -> bytes:
+    """The push groups of `some` (lua/_outbox.lua), without their array's brackets. The entries
+    of one send share every field but the profile: then they are one group, its fields encoded
+    once and its profiles' JSON strings joined in C, about a tenth of the bytes of a row per
+    entry (8 MB for 100 000 recipients) and no tuple per recipient."""
+    if len(set(map(_BUT_PROFILE, some))) == 1:
+        profiles = b",".join(json_strings([p.profile for p in some]))
+        return dumps(_shared(some[0]))[:-1] + b",[" + profiles + b"]]"
+    return dumps([[*_shared(p), [p.profile]] for p in some])[1:-1]
 
 
 async def push_json(pushes: list[PushEntry]) -> bytes:
     """Push entries as the one JSON argument every script that queues them decodes."""
-    parts = await pieces(pushes, _push_rows)
+    parts = await pieces(pushes, _push_groups)
     return b"[" + b",".join(part for part in parts if part) + b"]"
 
 

@@ -1,13 +1,21 @@
 -- Every script that queues push entries writes them with this (scripts.py prepends this file
--- after _checks.lua). The outbox stream is born with its consumer group, so dispatchers never
--- miss an entry; `outboxes` is the set of every outbox (keys.OUTBOXES) the sweep visits.
-local function queue_pushes(stream, outboxes, pushes)
-  if #pushes > 0 and redis.call("EXISTS", stream) == 0 then
+-- after _checks.lua). `groups` is a json-decoded array of
+-- [kind, ref, title, body, data, created_at, [profile, ...]]: the entries of one send share
+-- every field but the profile, so each is sent once, not once per recipient. The outbox stream
+-- is born with its consumer group, so dispatchers never miss an entry; `outboxes` is the set
+-- of every outbox (keys.OUTBOXES) the sweep visits. Returns how many entries were written.
+local function queue_pushes(stream, outboxes, groups)
+  if #groups > 0 and redis.call("EXISTS", stream) == 0 then
     redis.call("XGROUP", "CREATE", stream, "rtt-push", "0", "MKSTREAM")
     redis.call("SADD", outboxes, stream)
   end
-  for _, e in ipairs(pushes) do
-    redis.call("XADD", stream, "*", "profile", e[1], "kind", e[2], "ref", e[3], "title", e[4],
-      "body", e[5], "data", e[6], "created_at", e[7], "attempts", 0)
+  local written = 0
+  for _, g in ipairs(groups) do
+    for _, profile in ipairs(g[7]) do
+      redis.call("XADD", stream, "*", "profile", profile, "kind", g[1], "ref", g[2],
+        "title", g[3], "body", g[4], "data", g[5], "created_at", g[6], "attempts", 0)
+      written = written + 1
+    end
   end
+  return written
 end

@@ -7,8 +7,7 @@
 -- ARGV[1] frame id  ARGV[2] frame head  ARGV[3] frame tail  ARGV[4] frame ttl (ms)
 -- ARGV[5] max stream items
 -- ARGV[6] json array of [ev_id, mid, event json, created_at, event ages member], one per
--- recipient  ARGV[7] push entries: a json array of [profile, kind, ref, title, body, data,
--- created_at]  ARGV[8] the app id
+-- recipient  ARGV[7] push entries, grouped as _outbox.lua reads them  ARGV[8] the app id
 -- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
 local pushes = cjson.decode(ARGV[7])

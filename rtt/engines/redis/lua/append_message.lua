@@ -11,7 +11,7 @@
 -- ARGV[9] frame head  ARGV[10] frame tail  ARGV[11] frame ttl (ms)  ARGV[12] has sender (0/1)
 -- ARGV[13] sender profile  ARGV[14] max stream items
 -- ARGV[15] recipients (json array)  ARGV[16] their mids, aligned (json array of strings)
--- ARGV[17] push entries: a json array of [profile, kind, ref, title, body, data, created_at]
+-- ARGV[17] push entries, grouped as _outbox.lua reads them
 -- Every key is checked before the first write (_checks.lua).
 -- Returns {writes, seq_1 .. seq_n}
 local pushes = cjson.decode(ARGV[17])
