@@ -58,7 +58,7 @@ async def test_a_huge_send_does_not_delay_another_sockets_heartbeat(node: NodePr
     objects the garbage collector does not track, and `rtt serve` tunes the collector and the
     GIL switch interval (rtt/interpreter.py); every online recipient still gets each send's
     frame, in order. On a quiet machine the worst round trip is now about 10 ms (local) and
-    40 ms (redis); the bound leaves room for a CI machine running other tests at once."""
+    15 ms (redis); the bound leaves room for a CI machine running other tests at once."""
     online = [f"u{i * (RECIPIENTS // ONLINE)}" for i in range(ONLINE)]
     s2s = S2S(node)  # type: ignore[arg-type]
     s2s.http.timeout = 30.0
