@@ -293,6 +293,7 @@ class RttSocket:
     def going_away(self) -> None:
         """The node is stopping: tell the client to reconnect (elsewhere or once it is back)
         and resume with `since`; the gateway then closes with 1012."""
+        self._node.hub.stopping()
         disconnect = unsequenced(
             "rtt",
             "DISCONNECT",

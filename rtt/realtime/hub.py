@@ -34,6 +34,7 @@ class Hub:
         self._metrics = metrics
         self._sessions: dict[tuple[str, str], set[Session]] = {}
         self._queue: deque[tuple[Fanout, int]] = deque()
+        self._leaving: asyncio.Task[None] | None = None  # set once the node is stopping
 
     def dispatch(self, fanout: Fanout) -> None:
         """Broker handler: push each target's frame to its sessions on this node."""
@@ -93,7 +94,15 @@ class Hub:
         sessions.discard(session)
         if not sessions:
             del self._sessions[key]
-        await self._presence.leave(*key)
+        if self._leaving is None:
+            await self._presence.leave(*key)
+
+    def stopping(self) -> None:
+        """The node is shutting down and every socket is about to close: drop this node's
+        presence in one step instead of one leave per socket (with 2 000 sockets on redis
+        those took 1-5 s of the shutdown's time)."""
+        if self._leaving is None:
+            self._leaving = asyncio.get_running_loop().create_task(self._presence.leave_all())
 
     def counts(self) -> tuple[int, int]:
         """(profiles, sockets) connected to this node, for `GET /status`."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 import websockets
 
 from loadtest.node import NodeProcess
@@ -123,4 +124,30 @@ async def test_sigterm_says_reconnect_and_loses_no_acknowledged_send(
         finally:
             assert await asyncio.to_thread(restarted.stop, 10.0), restarted.log_text()
     finally:
+        node.stop(1.0)
+
+
+async def test_sigterm_drops_the_nodes_presence_in_one_step_not_one_per_socket(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Pins: on SIGTERM every closing socket ran its own presence leave (a script call each):
+    2 000 sockets on redis spent 1-5 s of the shutdown on them. Now the node's presence goes in
+    one step when the shutdown starts, and other nodes stop seeing its profiles at once."""
+    env = engine_env(request, "redis") | {"RTT_SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS)}
+    node = NodeProcess(APPS_TOML, directory=tmp_path, env=env)
+    await asyncio.to_thread(node.start, 20.0)
+    admin = redis.asyncio.Redis.from_url(env["RTT_REDIS_URL"])
+    try:
+        profiles = [f"crowd-{i}" for i in range(60)]
+        sockets = [await open_socket(node, p) for p in profiles]  # type: ignore[arg-type]
+        calls_before = (await admin.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        assert node.proc is not None
+        node.proc.terminate()
+        await asyncio.gather(*(_until_closed(s) for s in sockets))
+        await asyncio.to_thread(node.proc.wait, SHUTDOWN_SECONDS + 5.0)
+        calls_after = (await admin.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        assert calls_after - calls_before < len(profiles) // 2, (calls_before, calls_after)
+        assert not [k async for k in admin.scan_iter("*node*")], "presence left behind"
+    finally:
+        await admin.aclose()
         node.stop(1.0)

@@ -29,6 +29,9 @@ class LocalPresence:
         if counts[profile] <= 0:
             del counts[profile]
 
+    async def leave_all(self) -> None:
+        self._sessions.clear()
+
     async def online(self, app: str, profiles: list[str]) -> set[str]:
         counts = self._sessions.get(app)
         # the online few, looked up in C; no set of every recipient is built

@@ -98,11 +98,18 @@ class RedisPresence:
 
     async def leave(self, app: str, profile: str) -> None:
         key = (app, profile)
+        if key not in self._local:
+            return  # gone with leave_all
         self._local[key] -= 1
         if self._local[key] <= 0:
             del self._local[key]
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await self._add(app, profile, -1)
+
+    async def leave_all(self) -> None:
+        self._local.clear()
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await self._r.delete(keys.node_profiles(self.node_id))
 
     @guarded
     async def online(self, app: str, profiles: list[str]) -> set[str]:
