@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.server import free_port
+from tests.support.server import APPS_TOML, free_port
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -369,7 +369,7 @@ def _fcm_error(status: int, name: str, code: str | None) -> tuple[int, bytes]:
 
 
 def push_toml(running: Running, keys: Keys, **push: object) -> str:
-    """The test apps' `demo` with a `[apps.demo.push]` section pointing at the fakes."""
+    """The test apps (tests/support/server.py) with `[apps.demo.push]` pointing at the fakes."""
     settings = {
         "webhook_url": f"{running.http_url}/hook",
         "webhook_secret": WEBHOOK_SECRET,
@@ -386,16 +386,7 @@ def push_toml(running: Running, keys: Keys, **push: object) -> str:
         **push,
     }
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items() if v is not None)
-    return f"""
-[apps.demo]
-secret = "client-secret-0123456789abcdef0123456789"
-app_key = "demo-key"
-app_secret = "rc-secret"
-[apps.demo.servers]
-backend = "server-secret"
-[apps.demo.push]
-{lines}
-"""
+    return f"{APPS_TOML}\n[apps.demo.push]\n{lines}\n"
 
 
 async def _serve_forever(directory: Path) -> None:
