@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from rtt.errors import CloseCode
+
+T = TypeVar("T")
 
 # the classic text format every Prometheus reads (rtt's names need none of 1.0.0's escaping)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -66,20 +68,20 @@ class _Off:
 OFF = _Off()
 
 
-class Snapshot:
-    """A value read from the engine at scrape time, kept `ttl` seconds: scrapes and admin
-    polls in quick succession (or many at once) cost the engine one read."""
+class Snapshot(Generic[T]):
+    """A value read from the engine when asked (a scrape, an admin poll, `/status`), kept `ttl`
+    seconds: askers in quick succession (or many at once) cost the engine one read."""
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._value: dict[str, int] = {}
+        self._value: T | None = None
         self._at = -float("inf")
         self._lock = asyncio.Lock()
 
-    async def get(self, read: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
+    async def get(self, read: Callable[[], Awaitable[T]]) -> T:
         """The cached value, or a fresh one from `read` if it is older than the ttl."""
         async with self._lock:
-            if time.monotonic() - self._at >= self._ttl:
+            if self._value is None or time.monotonic() - self._at >= self._ttl:
                 self._value = await read()
                 self._at = time.monotonic()
             return self._value
@@ -93,7 +95,7 @@ class Metrics:
     def __init__(self, enabled: bool = True, cache_seconds: float = 5.0) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry()
-        self.outbox = Snapshot(cache_seconds)
+        self.outbox: Snapshot[dict[str, int]] = Snapshot(cache_seconds)
         self._timed: dict[tuple[str, str, int], float] = {}
         r = self.registry
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from rtt import __version__
 from rtt.api.http import json_response
 from rtt.core.node import Node
+from rtt.metrics import Snapshot
 
 CACHE_SECONDS = 1.0
 ENGINE_TIMEOUT = 2.0  # the same patience as /readyz
@@ -43,32 +43,16 @@ async def _engine(node: Node) -> dict[str, Any]:
     }
 
 
-class _Cached:
-    """The last engine answer and when it was taken; one read at a time refreshes it."""
-
-    def __init__(self) -> None:
-        self.value: dict[str, Any] | None = None
-        self.taken = 0.0
-        self.lock = asyncio.Lock()
-
-    async def get(self, node: Node) -> dict[str, Any]:
-        async with self.lock:
-            if self.value is None or time.monotonic() - self.taken >= CACHE_SECONDS:
-                self.value = await _engine(node)
-                self.taken = time.monotonic()
-            return self.value
-
-
 def status_endpoint() -> Callable[[Request], Awaitable[Response]]:
     """The `/status` handler of one app, with its own cache of the engine's answer."""
-    cached = _Cached()
+    cached: Snapshot[dict[str, Any]] = Snapshot(CACHE_SECONDS)
     # made per app, in the process that serves it: `rtt serve --workers` forks its workers
     name = f"{socket.gethostname()}:{os.getpid()}"
 
     async def status(request: Request) -> Response:
         """This node's name, version, engine kind and health, sockets and outbox totals."""
         node: Node = request.app.state.node
-        health = await cached.get(node)
+        health = await cached.get(lambda: _engine(node))
         profiles, sockets = node.hub.counts()
         body = {
             "status": "ok" if health["engine"]["ready"] else "unavailable",
