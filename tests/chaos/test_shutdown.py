@@ -28,10 +28,6 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
     yield engine_env(request, request.param) | {"RTT_SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS)}
 
 
-def _body(n: int) -> dict[str, Any]:
-    return sys_send_body(PROFILES, {"n": n})
-
-
 async def _send_until_refused(url: str, acked: list[str], started: asyncio.Event) -> int:
     """Send back to back (two at a time) until the node refuses; keep every acknowledged msgId.
     Returns how many sends got no acknowledgement."""
@@ -41,7 +37,7 @@ async def _send_until_refused(url: str, acked: list[str], started: asyncio.Event
         async def one(n: int) -> bool:
             nonlocal refused
             try:
-                r = await http.post("/s2sdispatcher", json=_body(n))
+                r = await http.post("/s2sdispatcher", json=sys_send_body(PROFILES, {"n": n}))
             except httpx.HTTPError:
                 refused += 1
                 return False
