@@ -256,6 +256,20 @@ async def test_push_entries_come_back_exactly_as_written(running):
     assert [p[:7] for p in read] == [p[:7] for p in written]
 
 
+async def test_dead_letters_keep_the_newest_up_to_their_bound(running):
+    """Fails if an app's dead letters grow past `keep` (RTT_PUSH_DEAD_LETTERS_MAX), or if the
+    bound drops the newest rather than the oldest."""
+    await _send(running, ["d1", "d2", "d3", "d4", "d5"])
+    claimed = await running.engine.push.claim([APP], "w", 10, 60)
+    entries = [c.entry for c in claimed]
+    assert [e.profile for e in entries] == ["d1", "d2", "d3", "d4", "d5"]
+    await running.engine.push.dead(APP, entries[:2], "first", 3)
+    await running.engine.push.dead(APP, entries[2:], "second", 3)
+    letters = await running.engine.push.dead_letters(APP, 10)
+    assert [d["profileId"] for d in letters] == ["d3", "d4", "d5"]
+    assert await running.engine.push.depth(APP) == 0
+
+
 async def test_claims_and_s2s_sessions(running):
     """A key has one holder; its recorded answer, and sessions, come back as stored."""
     store = running.store

@@ -142,6 +142,22 @@ async def test_session_expiry_is_extended_by_each_call(tmp_path: Path):
     assert r["reason_code"] == 40303
 
 
+async def test_profiles_per_app_are_bounded(tmp_path: Path):
+    """Fails if the client API creates more profiles than RTT_ACCOUNTS_MAX_PER_APP, or if a
+    refused sign-in creates anything; known identities still sign in at the bound."""
+    async with running(settings_for(tmp_path, accounts_max_per_app=2)) as server:
+        c = Client(server)
+        first = await c.authenticate("one")
+        await c.authenticate("two")
+        refused = await c.authenticate("three")
+        assert (refused["status"], refused["reason_code"]) == (400, 40001), refused
+        again = await c.authenticate("one", force=False)
+        assert again["data"]["profileId"] == first["data"]["profileId"]
+        still = await c.authenticate("three", force=False)
+        assert still["reason_code"] == 40206  # the refused one was never created
+        await c.close()
+
+
 async def test_repeated_packet_is_answered_from_cache_and_runs_once(server, client):
     """Fails if a resent packetId runs its operation again or answers differently."""
     await client.authenticate("sender")

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from rtt.websocket.frames import text_frame
-from rtt.websocket.protocol import WebSocketProtocol
+from rtt.websocket.protocol import CORK_BYTES, WebSocketProtocol
 from tests.support.raw_ws import CLOSE, TEXT, Raw, masked_frame, raw_socket
 from tests.support.server import RunningServer, running
 from tests.support.server import test_settings as settings_for
@@ -97,3 +97,17 @@ async def test_a_close_sends_the_corked_frames_before_the_close_frame(tmp_path: 
         assert await raw.recv() == (TEXT, b'{"last":1}')
         opcode, payload = await raw.recv()
         assert (opcode, payload[:2]) == (CLOSE, (4000).to_bytes(2, "big"))
+
+
+async def test_a_full_cork_is_written_at_once_not_held_for_the_turn(tmp_path: Path):
+    """Fails if a cork grows past CORK_BYTES within one turn (a fan-out of big frames would
+    hold them all in memory until the turn ends) instead of being written when full."""
+    async with asyncio.timeout(20), counted_socket(tmp_path) as (raw, connection, counting):
+        payload = b'"' + b"x" * (CORK_BYTES // 4) + b'"'
+        for _ in range(5):
+            connection.write(text_frame(payload))
+        assert len(counting.writes) == 1, "a full cork waited for the next turn"
+        assert len(counting.writes[0]) >= CORK_BYTES
+        await asyncio.sleep(0)
+        assert len(counting.writes) == 2  # the rest, at the next turn
+        assert [await raw.recv() for _ in range(5)] == [(TEXT, payload)] * 5
