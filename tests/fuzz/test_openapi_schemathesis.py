@@ -66,9 +66,16 @@ def node(
         process.stop()
 
 
+FRAMING_HEADERS = {"content-length", "transfer-encoding", "host", "connection"}
+
+
 def _signed(case: Any) -> tuple[dict[str, str], bytes | None]:
     """The headers and exact body to send for `case`, with the dialect's real credentials."""
-    headers = {k: str(v) for k, v in (case.headers or {}).items()}
+    # framing is the HTTP client's to write: a generated Content-Length (seen once in CI, not
+    # a digit string) would stop the request in the client before it reached the node
+    headers = {
+        k: str(v) for k, v in (case.headers or {}).items() if k.lower() not in FRAMING_HEADERS
+    }
     body = case.body
     path = case.operation.path
     if path == "/s2sdispatcher" and isinstance(body, dict) and "appId" in body:
@@ -103,6 +110,7 @@ def _signed(case: Any) -> tuple[dict[str, str], bytes | None]:
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
+    derandomize=True,  # the same examples every run: CI judges the change, not the dice
     suppress_health_check=list(HealthCheck),
 )
 def test_every_answer_matches_the_document(case, node):
