@@ -68,6 +68,9 @@ def build_engine(settings: Settings) -> Engine:
         stream_max_items=settings.stream_max_items,
         stream_max_seconds=settings.stream_max_seconds,
         pool_size=settings.redis_pool_size,
+        cluster=settings.redis_cluster,
+        replicas=settings.redis_wait_replicas,
+        replica_timeout=settings.redis_wait_seconds,
         retention=retention,
         sys_scan_max=settings.sys_scan_max,
     )

@@ -367,6 +367,23 @@ class Settings(BaseSettings):
         60.0, gt=0, le=86400, description="the window worker deaths are counted in"
     )
 
+    # --- Redis Cluster (issue 14, item 4) ------------------------------------------------------
+    redis_cluster: bool = Field(
+        False,
+        description="RTT_REDIS_URL is a seed node of a Redis Cluster: writes are split per slot"
+        " and fan-out goes over sharded pub/sub (SPUBLISH)",
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="on a cluster, replicas of each master written to that must hold a write"
+        " (WAIT) before it is acknowledged: 1 keeps acknowledged sends across a failover",
+    )
+    redis_wait_seconds: float = Field(
+        1.0, gt=0, le=60, description="how long a write waits for its replicas; then 503"
+    )
+
     @field_validator("workers")
     @classmethod
     def _workers_need_redis(cls, workers: int, info: ValidationInfo) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from tests.support.clients import S2S
+from tests.support.redis_cluster import RedisClusterProcesses
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, running, test_settings
 
@@ -47,3 +49,22 @@ def clean_redis(redis_url: str) -> str:
     with redis.Redis.from_url(redis_url) as client:
         client.flushall()
     return redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """A real 3-master Redis Cluster (a replica each) on loopback ports, for the whole run."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    cluster = RedisClusterProcesses(masters=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def clean_cluster(redis_cluster: RedisClusterProcesses) -> str:
+    """The shared cluster, emptied; its seed URL."""
+    redis_cluster.flush()
+    return redis_cluster.url

@@ -13,17 +13,19 @@ from rtt.domain.push import PushEntry
 from rtt.engines.base import Engine, NonceClaim
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
+from tests.contract.test_engine_contract import ENGINES, redis_for
 
 APP = "app"
 
 
-@pytest.fixture(params=["local", "redis"])
-async def engine(request, tmp_path, clean_redis) -> AsyncIterator[Engine]:
+@pytest.fixture(params=ENGINES)
+async def engine(request, tmp_path) -> AsyncIterator[Engine]:
     if request.param == "local":
         built = local_engine(tmp_path / "c.db", stream_max_items=10, stream_max_seconds=3600)
     else:
         built = redis_engine(
-            clean_redis, timeout=2.0, probe_interval=0.2, presence_ttl=1.0,
+            redis_for(request, request.param), cluster=request.param == "redis-cluster",
+            timeout=2.0, probe_interval=0.2, presence_ttl=1.0,
             stream_max_items=10, stream_max_seconds=3600,
         )  # fmt: skip
     await built.start(lambda fanout: None, lambda: None)

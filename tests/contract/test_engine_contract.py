@@ -1,4 +1,5 @@
-"""One contract, every engine: each test runs against `local` (SQLite) and `redis` alike."""
+"""One contract, every engine: each test runs against `local` (SQLite), `redis` and
+`redis-cluster` (a real 3-master Redis Cluster, writes split per slot) alike."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ class Running:
         self.gaps += 1
 
 
+ENGINES = ["local", "redis", "redis-cluster"]
+
+
+def redis_for(request: pytest.FixtureRequest, kind: str) -> str:
+    """The emptied Redis (or Redis Cluster seed) URL an engine of `kind` runs on."""
+    return str(
+        request.getfixturevalue("clean_cluster" if kind == "redis-cluster" else "clean_redis")
+    )
+
+
 def _build(
     kind: str,
     tmp_path: Path,
@@ -60,6 +71,8 @@ def _build(
         )  # fmt: skip
     return redis_engine(
         redis_url,
+        cluster=kind == "redis-cluster",
+        replicas=1 if kind == "redis-cluster" else 0,  # a write is on a replica when acked
         timeout=2.0,
         probe_interval=0.2,
         presence_ttl=1.0,
@@ -80,9 +93,10 @@ async def started(engine: Engine) -> AsyncIterator[Running]:
         await engine.close()
 
 
-@pytest.fixture(params=["local", "redis"])
-async def running(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
-    async with started(_build(request.param, tmp_path, clean_redis, max_items=3)) as state:
+@pytest.fixture(params=ENGINES)
+async def running(request, tmp_path) -> AsyncIterator[Running]:
+    url = redis_for(request, request.param)
+    async with started(_build(request.param, tmp_path, url, max_items=3)) as state:
         yield state
 
 
@@ -366,12 +380,13 @@ async def test_a_refused_append_leaves_no_trace_and_skips_no_seq(running):
     assert seqs == [2, 1]
 
 
-@pytest.mark.parametrize("kind", ["local", "redis"])
-async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, clean_redis):
+@pytest.mark.parametrize("kind", ENGINES)
+async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, request):
     """Fails if a restarted node forgets a box entry, a read mark or a delete, loses a
     profile's stream position, or revives stream items the sweep had dropped (the local
     engine rebuilds its indexes from the file)."""
-    engine = _build(kind, tmp_path, clean_redis, max_items=2)
+    url = redis_for(request, kind)
+    engine = _build(kind, tmp_path, url, max_items=2)
     state = Running(engine)
     await engine.start(state.fanouts.append, state.on_gap)
     m1, _, _ = await _send(state, ["a", "b"], sent_by="s")
@@ -387,7 +402,7 @@ async def test_boxes_and_streams_are_the_same_after_a_restart(kind, tmp_path, cl
     )
     await engine.close()
 
-    engine = _build(kind, tmp_path, clean_redis, max_items=2)
+    engine = _build(kind, tmp_path, url, max_items=2)
     state = Running(engine)
     await engine.start(state.fanouts.append, state.on_gap)
     try:
@@ -594,11 +609,12 @@ async def test_apps_and_profiles_never_share_state_whatever_they_contain(running
         assert await store.latest_seq(app, profile) == 0
 
 
-@pytest.fixture(params=["local", "redis"])
-async def retained(request, tmp_path, clean_redis) -> AsyncIterator[Running]:
+@pytest.fixture(params=ENGINES)
+async def retained(request, tmp_path) -> AsyncIterator[Running]:
     """An engine keeping events 5 s and at most 3 push entries per app, each 0.5 s."""
     retention = Retention(event_max_seconds=5, outbox_max_entries=3, outbox_max_seconds=0.5)
-    engine = _build(request.param, tmp_path, clean_redis, max_items=100, retention=retention)
+    url = redis_for(request, request.param)
+    engine = _build(request.param, tmp_path, url, max_items=100, retention=retention)
     async with started(engine) as state:
         yield state
 

@@ -14,7 +14,7 @@ import pytest
 from rtt.domain.events import Event
 from rtt.engines.base import Retention
 from rtt.protocol import data_fields, spliced_frame
-from tests.contract.test_engine_contract import APP, Running, _build, started
+from tests.contract.test_engine_contract import APP, ENGINES, Running, _build, redis_for, started
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -23,11 +23,12 @@ MANY = 100
 BUDGET = 1024 * 1024
 
 
-@pytest.fixture(params=["local", "redis"])
-async def engine(request, tmp_path: Path, clean_redis: str) -> AsyncIterator[Running]:
+@pytest.fixture(params=ENGINES)
+async def engine(request, tmp_path: Path) -> AsyncIterator[Running]:
     """An engine keeping events 5 s (so the sweep can expire some)."""
     retention = Retention(event_max_seconds=5)
-    built = _build(request.param, tmp_path, clean_redis, max_items=100, retention=retention)
+    url = redis_for(request, request.param)
+    built = _build(request.param, tmp_path, url, max_items=100, retention=retention)
     async with started(built) as state:
         yield state
 

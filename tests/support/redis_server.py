@@ -21,13 +21,17 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; `appendonly` turns on AOF (fsync every write) for restart tests."""
 
-    def __init__(self, *, appendonly: bool = False, directory: Path | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, directory: Path | None = None, cluster: bool = False
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         self.binary = binary
         self.port = _free_port()
         self.appendonly = appendonly
+        self.cluster = cluster  # a node of a Redis Cluster (tests/support/redis_cluster.py)
+        self.bus_port = _free_port() if cluster else 0
         self._owned_dir = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="rtt-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,6 +47,10 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always", "--loglevel", "warning",
         ]  # fmt: skip
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                     "--cluster-port", str(self.bus_port),  # not port + 10000: maybe > 65535
+                     "--cluster-config-file", str(self.directory / "nodes.conf")]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""The `redis` engine: many nodes share presence, fan-out and storage through one Redis."""
+"""The `redis` engine: many nodes share presence, fan-out and storage through one Redis, or
+through a Redis Cluster (writes split per slot: parts.py; sharded pub/sub: broker.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -52,6 +54,23 @@ def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
+def cluster_client(url: str, timeout: float, pool_size: int) -> RedisCluster:
+    """A Redis Cluster client seeded by `url`, with at most `pool_size` connections per node.
+
+    No automatic retries either (a MOVED is followed, that is no retry): a command whose
+    connection broke fails, the client learns the cluster's layout again, the caller gets
+    503 and retries; after a failover the next command finds the promoted replica."""
+    return RedisCluster.from_url(
+        url,
+        max_connections=pool_size,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=5,
+        **_no_maintenance_notifications(),
+    )
+
+
 def redis_engine(
     url: str,
     *,
@@ -63,11 +82,17 @@ def redis_engine(
     pool_size: int = 64,
     retention: Retention = DEFAULT_RETENTION,
     sys_scan_max: int = SYS_SCAN_MAX,
+    cluster: bool = False,
+    replicas: int = 0,
+    replica_timeout: float = 1.0,
 ) -> Engine:
-    """The engine's roles on one Redis, each with its own pool of at most `pool_size`
-    connections (RTT_REDIS_POOL_SIZE)."""
+    """The engine's roles on one Redis (or, with `cluster`, a Redis Cluster seeded by `url`),
+    each with its own pool of at most `pool_size` connections (RTT_REDIS_POOL_SIZE, per node
+    on a cluster). `replicas`: see parts.py (RTT_REDIS_WAIT_REPLICAS)."""
 
-    def client() -> Redis:
+    def client() -> Redis | RedisCluster:
+        if cluster:
+            return cluster_client(url, timeout, pool_size)
         return redis_client(url, timeout, pool_size)
 
     store_client = client()
@@ -77,6 +102,8 @@ def redis_engine(
         stream_max_seconds=stream_max_seconds,
         retention=retention,
         sys_scan_max=sys_scan_max,
+        replicas=replicas,
+        replica_timeout=replica_timeout,
     )
     return Engine(
         store=store,

@@ -9,6 +9,7 @@ import time
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.base import Account, AccountLimit, ClientSession
 from rtt.engines.redis import keys
@@ -45,7 +46,7 @@ def _dump(session: ClientSession, expires_at: float) -> bytes:
 class RedisAccounts:
     """engines/base.py `Accounts` on one Redis, shared by every node."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._r = client
         self._create = client.register_script((LUA / "create_account.lua").read_text())
 

@@ -1,4 +1,7 @@
-"""Redis pub/sub broker: one channel, one publish per send, one subscription per node.
+"""Redis pub/sub broker: one channel, one publish per send, one subscription per node. On a
+Redis Cluster the channel is a sharded one (SPUBLISH / SSUBSCRIBE): the subscription is a
+connection to the master that owns the channel's slot, found again after each loss (a failover
+moves the channel to the promoted replica), and probed the same way.
 
 Pub/sub is at-most-once, so the subscriber watches itself: it pings on its own connection every
 `probe_interval` and, if nothing (not even the pong) arrives for 1.5 intervals, it declares
@@ -17,6 +20,7 @@ import orjson
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.base import Fanout
 from rtt.engines.redis.keys import FANOUT_CHANNEL
@@ -60,8 +64,10 @@ def decode(raw: bytes) -> Fanout:
 
 
 class RedisBroker:
-    def __init__(self, client: Redis, probe_interval: float) -> None:
+    def __init__(self, client: Redis | RedisCluster, probe_interval: float) -> None:
         self._r = client
+        self._sharded = isinstance(client, RedisCluster)
+        self._node: Redis | None = None  # on a cluster: the channel's master, while subscribed
         self._interval = probe_interval
         self._handler: Callable[[Fanout], None] = lambda fanout: None
         self._on_gap: Callable[[], None] = lambda: None
@@ -82,7 +88,10 @@ class RedisBroker:
         raw = encode(fanout)
         for attempt in (1, 2):
             try:
-                await self._r.publish(FANOUT_CHANNEL, raw)
+                if isinstance(self._r, RedisCluster):
+                    await self._r.spublish(FANOUT_CHANNEL, raw)
+                else:
+                    await self._r.publish(FANOUT_CHANNEL, raw)
                 return
             except (redis.exceptions.RedisError, OSError) as e:
                 retry = attempt == 1 and isinstance(e, redis.exceptions.ConnectionError)
@@ -100,12 +109,18 @@ class RedisBroker:
         """Stop listening and close the client's pool, so no connection of ours stays open."""
         if self._task is not None:
             await stop_task(self._task)
+        await self._close_node()
         await self._r.aclose()
 
     async def _run(self) -> None:
         first = True
         while True:
-            pubsub = self._r.pubsub()
+            try:
+                pubsub = await self._pubsub()
+            except (redis.exceptions.RedisError, OSError) as e:
+                log.warning("broker cannot reach the channel's node: %s", e)
+                await asyncio.sleep(RECONNECT_DELAY)
+                continue
             try:
                 await self._subscribe(pubsub)
                 if not first:
@@ -119,16 +134,41 @@ class RedisBroker:
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
+                await self._close_node()
             await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _pubsub(self) -> PubSub:
+        """A PubSub of the client, or on a cluster of a client of the master that owns the
+        channel's slot, as the cluster says now (not as it was before a failover)."""
+        if not isinstance(self._r, RedisCluster):
+            return self._r.pubsub()
+        await self._r.aclose()  # forget the layout: the next command asks the cluster again
+        await self._r.initialize()
+        node = self._r.get_node_from_key(FANOUT_CHANNEL)
+        if node is None:
+            raise redis.exceptions.ConnectionError("no node owns the fan-out channel")
+        kwargs = node.connection_kwargs
+        self._node = Redis(
+            host=node.host, port=node.port, username=kwargs.get("username"),
+            password=kwargs.get("password"), socket_connect_timeout=self._interval * 2,
+        )  # fmt: skip
+        return self._node.pubsub()
+
+    async def _close_node(self) -> None:
+        if self._node is not None:
+            with contextlib.suppress(Exception):
+                await self._node.aclose()
+            self._node = None
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm, so `on_gap` runs only once we hear again."""
         loop = asyncio.get_running_loop()
-        await asyncio.wait_for(pubsub.subscribe(FANOUT_CHANNEL), 2 * self._interval)
+        subscribe = pubsub.ssubscribe if self._sharded else pubsub.subscribe
+        await asyncio.wait_for(subscribe(FANOUT_CHANNEL), 2 * self._interval)
         deadline = loop.time() + 2 * self._interval
         while loop.time() < deadline:
             message = await pubsub.get_message(timeout=deadline - loop.time())
-            if message is not None and message["type"] == "subscribe":
+            if message is not None and message["type"] in ("subscribe", "ssubscribe"):
                 self._last_heard = loop.time()
                 self._subscribed.set()
                 return
@@ -142,7 +182,7 @@ class RedisBroker:
             now = loop.time()
             if message is not None:
                 self._last_heard = now
-                if message["type"] == "message":
+                if message["type"] in ("message", "smessage"):
                     try:
                         self._handler(decode(message["data"]))
                     except Exception:

@@ -5,12 +5,14 @@ the Redis sees one answer (a nonce replayed to another node is refused there too
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.domain.push import PushEntry
 from rtt.engines.base import NonceClaim
 from rtt.engines.redis import keys
+from rtt.engines.redis.parts import Writer
 from rtt.engines.redis.scripts import script
-from rtt.engines.redis.store import guarded, push_json
+from rtt.engines.redis.store import guarded, outbox_parts
 
 
 def _ms(seconds: float) -> int:
@@ -20,12 +22,12 @@ def _ms(seconds: float) -> int:
 class RedisChannel:
     """SystemChannel for every node on one Redis; see engines/base.py for the guarantees."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._r = client
         self._claim_nonce = script(client, "claim_nonce")
         self._take_rate = script(client, "take_rate")
         self._add_sender = script(client, "add_sender")
-        self._queue_pushes = script(client, "queue_pushes")
+        self._writer = Writer(client)
 
     @guarded
     async def claim_nonce(self, app: str, nonce: str, ttl: float, max_live: int) -> NonceClaim:
@@ -51,9 +53,7 @@ class RedisChannel:
     @guarded
     async def queue_pushes(self, app: str, pushes: list[PushEntry]) -> None:
         if pushes:
-            await self._queue_pushes(
-                keys=[keys.outbox(app), keys.OUTBOXES], args=[await push_json(pushes)]
-            )
+            await self._writer.run(await outbox_parts(app, pushes))
 
     async def close(self) -> None:
         await self._r.aclose()

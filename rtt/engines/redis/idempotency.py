@@ -4,6 +4,7 @@ settled by a Lua script each, so two nodes asking at once see one holder."""
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.base import ClaimState
 from rtt.engines.redis import keys
@@ -17,7 +18,7 @@ def _ms(seconds: float) -> int:
 class RedisClaims:
     """The claims of every node on one Redis; errors surface to the store's `guarded`."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._claim = client.register_script((LUA / "claim.lua").read_text())
         self._settle = client.register_script((LUA / "settle.lua").read_text())
 

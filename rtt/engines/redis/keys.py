@@ -1,5 +1,6 @@
-"""Key names. A profile's keys share the hash tag `{p:<app>:<profile>}` and a message's keys
-`{m:<app>:<msgId>}`, so each can be moved to one Redis Cluster slot when sends are split per slot.
+"""Key names. A profile's keys share the hash tag `{p:<app>:<profile>}`, a message's keys
+`{m:<app>:<msgId>}`, an app's shared keys `{<app>}` and the keys of every app `{rtt}`: on Redis
+Cluster each group is one slot, and a write is split in parts of one slot each (lua/parts.lua).
 
 Every name is injective in its parts: an app id is written length-prefixed (`<len>:<app>`), so
 app `a` + profile `b:c` and app `a:b` + profile `c` never share a key; what follows the app is
@@ -11,18 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-EPOCH = "rtt:epoch"
-WRITES = "rtt:writes"
+# The keys every send touches, across apps, share the hash tag `{rtt}`: on Redis Cluster they
+# are one slot, written by one part of a send (lua/parts.lua).
+EPOCH = "{rtt}:epoch"
+WRITES = "{rtt}:writes"
+OUTBOXES = "{rtt}:outboxes"  # set of every outbox stream's key: what the sweep trims
+EVENT_APPS = "{rtt}:event_apps"  # set of the app ids that have stored events
 FANOUT_CHANNEL = "rtt:fanout"
 NODES = "rtt:nodes"
-OUTBOXES = "rtt:outboxes"  # set of every outbox stream's key: what the sweep trims
 PUSH_DROPPED = "rtt:push_dropped"  # hash: outbox key → entries retention dropped
-EVENT_APPS = "rtt:event_apps"  # set of the app ids that have stored events
 
 
 def _app(app: str) -> str:
     """The app id, length-prefixed so the parts after it cannot shift into it."""
     return f"{len(app)}:{app}"
+
+
+def _shared(app: str) -> str:
+    """The prefix of an app's shared keys (indexes, outbox, accounts, channel state…): the hash
+    tag `{<len>:<app>}`, so on Redis Cluster what one script or MULTI touches of them is one
+    slot. Frames are the exception: written alone, they spread over the cluster."""
+    return f"rtt:{{{_app(app)}}}"
 
 
 def profile(app: str, profile_id: str) -> str:
@@ -64,7 +74,7 @@ def event_order(app: str, profile_id: str) -> str:
 
 def event_ages(app: str) -> str:
     """Sorted set of the app's events (`event_member`) by createdAt: what the sweep expires."""
-    return f"rtt:{_app(app)}:evages"
+    return f"{_shared(app)}:evages"
 
 
 def event_member(profile_id: str, ev_id: str) -> str:
@@ -89,7 +99,7 @@ def holders(app: str, msg_id: str) -> str:
 
 def message_index(app: str) -> str:
     """Sorted set of the app's message ids scored by msgCr (ties in msgId order)."""
-    return f"rtt:{_app(app)}:messages"
+    return f"{_shared(app)}:messages"
 
 
 ORDERS = (("msgCr", 1), ("msgCr", -1), ("msgUp", 1), ("msgUp", -1))
@@ -102,7 +112,7 @@ def message_order(app: str, field: str, direction: int) -> str:
     """The index of one of ORDERS (msgCr ascending is `message_index`)."""
     if (field, direction) == ("msgCr", 1):
         return message_index(app)
-    return f"rtt:{_app(app)}:messages:{field}:{'desc' if direction < 0 else 'asc'}"
+    return f"{_shared(app)}:messages:{field}:{'desc' if direction < 0 else 'asc'}"
 
 
 def message_orders(app: str) -> list[str]:
@@ -111,7 +121,7 @@ def message_orders(app: str) -> list[str]:
 
 
 def frame(app: str, frame_id: str) -> str:
-    return f"rtt:{_app(app)}:frame:{frame_id}"
+    return f"rtt:{_app(app)}:frame:{frame_id}"  # no tag: see _shared
 
 
 PUSH_GROUP = "rtt-push"  # the consumer group the Lua scripts create with each outbox stream
@@ -119,11 +129,11 @@ PUSH_GROUP = "rtt-push"  # the consumer group the Lua scripts create with each o
 
 def outbox(app: str) -> str:
     """Stream of push entries, created with consumer group PUSH_GROUP for the dispatchers."""
-    return f"rtt:{_app(app)}:push"
+    return f"{_shared(app)}:push"
 
 
 def idempotency(app: str, key: str) -> str:
-    return f"rtt:{_app(app)}:idem:{key}"
+    return f"{_shared(app)}:idem:{key}"
 
 
 def s2s_session(session_id: str) -> str:
@@ -146,28 +156,28 @@ def presence_member(app: str, profile_id: str) -> str:
 
 def channel_nonces(app: str) -> str:
     """Sorted set of the app's live system-channel request nonces, scored by expiry (ms)."""
-    return f"rtt:{_app(app)}:rc:nonces"
+    return f"{_shared(app)}:rc:nonces"
 
 
 def channel_rate(app: str) -> str:
     """Hash `tokens`, `stamp` (ms): the app's system-channel token bucket."""
-    return f"rtt:{_app(app)}:rc:rate"
+    return f"{_shared(app)}:rc:rate"
 
 
 def channel_senders(app: str) -> str:
     """Set of the app's system-channel senders (`fromUserId`s): its recorded system identities."""
-    return f"rtt:{_app(app)}:rc:senders"
+    return f"{_shared(app)}:rc:senders"
 
 
 def message_counter(app: str) -> str:
     """The app's last message number (INCR in append_message.lua): never goes back."""
-    return f"rtt:{_app(app)}:number"
+    return f"{_shared(app)}:number"
 
 
 def message_numbers(app: str) -> str:
     """Sorted set of the app's message ids scored by their number (a Nexudus `Id`): the number
     of a message, the message of a number, and the app's messages in number order."""
-    return f"rtt:{_app(app)}:numbers"
+    return f"{_shared(app)}:numbers"
 
 
 # --- brainCloud client accounts (engines/redis/accounts.py) ----------------------------------
@@ -175,16 +185,16 @@ def message_numbers(app: str) -> str:
 
 def identity(app: str, kind: str, external_id: str) -> str:
     """Hash {profile, secret} of one sign-in identity; `kind` is a fixed word (Anonymous, …)."""
-    return f"rtt:{_app(app)}:identity:{kind}:{external_id}"
+    return f"{_shared(app)}:identity:{kind}:{external_id}"
 
 
 def account(app: str, profile_id: str) -> str:
     """Hash {name, created} of one profile created through the client API."""
-    return f"rtt:{_app(app)}:account:{profile_id}"
+    return f"{_shared(app)}:account:{profile_id}"
 
 
 def account_count(app: str) -> str:
-    return f"rtt:{_app(app)}:accounts"
+    return f"{_shared(app)}:accounts"
 
 
 def client_session(session_id: str) -> str:
@@ -218,24 +228,24 @@ PUSH_PARKED = "rtt-parked"  # the consumer that holds outbox entries waiting for
 
 def push_tries(app: str) -> str:
     """Hash: outbox entry id → `<attempts>:<due ms>` of an entry that failed or was deferred."""
-    return f"rtt:{_app(app)}:push:tries"
+    return f"{_shared(app)}:push:tries"
 
 
 def push_dead(app: str) -> str:
     """Stream of the app's dead letters (field `item`: the JSON of push/GET_DEAD_LETTERS)."""
-    return f"rtt:{_app(app)}:push:dead"
+    return f"{_shared(app)}:push:dead"
 
 
 def push_delivered(app: str, key: str) -> str:
     """A delivered (item, destination) dedupe key (domain/notification.py), with a TTL."""
-    return f"rtt:{_app(app)}:push:sent:{key}"
+    return f"{_shared(app)}:push:sent:{key}"
 
 
 def push_gate(app: str, profile_id: str) -> str:
     """Present while the profile may not be notified again (its TTL is the wait)."""
-    return f"rtt:{_app(app)}:push:gate:{profile_id}"
+    return f"{_shared(app)}:push:gate:{profile_id}"
 
 
 def push_devices(app: str, profile_id: str) -> str:
     """Hash: `<platform>:<token>` → registered at (ms): the profile's devices."""
-    return f"rtt:{_app(app)}:push:devices:{profile_id}"
+    return f"{_shared(app)}:push:devices:{profile_id}"

@@ -6,6 +6,7 @@ change_message.lua drops a deleted message's number. A send pays one INCR and on
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.redis import keys
 from rtt.engines.redis.store import guarded
@@ -15,7 +16,7 @@ class RedisMessageNumbers:
     """MessageNumbers on the shared Redis (see engines/base.py), through the store's client
     (the store closes it)."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._r = client
 
     @guarded

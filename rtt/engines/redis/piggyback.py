@@ -6,6 +6,7 @@ Lua script reads the events after the cursor and moves it, so every node agrees.
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.domain.events import Event
 from rtt.domain.paging import ITEM_OVERHEAD
@@ -18,7 +19,7 @@ from rtt.protocol import loads
 class RedisPiggyback:
     """engines/base.py `EventPiggyback` on one Redis, shared by every node."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._take = script(client, "piggyback_events")
 
     @guarded

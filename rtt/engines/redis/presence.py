@@ -20,6 +20,7 @@ from collections import Counter
 
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.redis import keys
 from rtt.engines.redis.scripts import script
@@ -31,7 +32,7 @@ log = logging.getLogger("rtt.presence")
 
 
 class RedisPresence:
-    def __init__(self, client: Redis, node_id: str, ttl: float) -> None:
+    def __init__(self, client: Redis | RedisCluster, node_id: str, ttl: float) -> None:
         self._r = client
         self.node_id = node_id
         self._ttl_ms = max(100, int(ttl * 1000))
@@ -49,7 +50,8 @@ class RedisPresence:
             await stop_task(self._task)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.delete(keys.node_alive(self.node_id), keys.node_profiles(self.node_id))
+                pipe.delete(keys.node_alive(self.node_id))  # a key per DEL: two slots
+                pipe.delete(keys.node_profiles(self.node_id))
                 pipe.srem(keys.NODES, self.node_id)
                 await pipe.execute()
         self._local.clear()
@@ -118,13 +120,17 @@ class RedisPresence:
         nodes = sorted(n.decode() for n in await self._r.smembers(keys.NODES))
         if not nodes:
             return set()
-        alive_flags = await self._r.mget([keys.node_alive(n) for n in nodes])
+        async with self._r.pipeline(transaction=False) as pipe:  # a GET per key: many slots
+            for node in nodes:
+                pipe.get(keys.node_alive(node))
+            alive_flags = await pipe.execute()
         alive = [n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None]
         dead = [n for n in nodes if n not in alive]
         if dead:  # a crashed node's leftovers: forget them
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.srem(keys.NODES, *dead)
-                pipe.delete(*(keys.node_profiles(n) for n in dead))
+                for node in dead:
+                    pipe.delete(keys.node_profiles(node))
                 await pipe.execute()
         found: set[str] = set()
         # a slice of profiles per round trip: the loop is served while Redis answers

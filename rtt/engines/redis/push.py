@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.domain.notification import dead_item
 from rtt.domain.push import PushEntry
@@ -53,7 +54,7 @@ def _tries(raw: bytes | None) -> tuple[int, int]:
 class RedisPush:
     """PushState on one Redis; see engines/base.py and this module's docstring."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self._r = client
         self._add_device = script(client, "add_device")
         self._cursors: dict[str, str] = {}  # app → where the next XAUTOCLAIM scan starts

@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 LUA = Path(__file__).with_name("lua")
 
 
-def script(client: Redis, name: str) -> AsyncScript:
+def script(client: Redis | RedisCluster, name: str) -> AsyncScript:
     """`lua/<name>.lua` registered on `client`, called with keys and args, run by EVALSHA, after
     the shared functions every script may call (`_checks.lua`, `_outbox.lua`)."""
     shared = "".join((LUA / f"{part}.lua").read_text() for part in ("_checks", "_outbox"))
@@ -22,10 +23,6 @@ def script(client: Redis, name: str) -> AsyncScript:
 class Scripts:
     """The store's scripts, one per `.lua` file."""
 
-    def __init__(self, client: Redis) -> None:
-        self.append_message = script(client, "append_message")
-        self.append_events = script(client, "append_events")
-        self.change_message = script(client, "change_message")
-        self.box_entries = script(client, "box_entries")
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self.message_meta = script(client, "message_meta")
         self.epoch = script(client, "epoch")

@@ -6,6 +6,7 @@ Redis errors and timeouts surface as `EngineUnavailable`, which front doors answ
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import operator
 import time
@@ -16,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import orjson
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.domain.events import Event
 from rtt.domain.messages import INBOX, SENT, BoxEntry, Message, entry_bytes
@@ -31,8 +33,8 @@ from rtt.engines.base import (
     VersionMismatch,
 )
 from rtt.engines.redis import keys, query
-from rtt.engines.redis.bulk import run_script
 from rtt.engines.redis.idempotency import RedisClaims
+from rtt.engines.redis.parts import Part, Writer, slot
 from rtt.engines.redis.scripts import Scripts
 from rtt.protocol import Frame, dumps, json_strings, loads
 from rtt.slices import pieces, sliced
@@ -73,6 +75,8 @@ def guarded(
             raise EngineUnavailable(str(e)) from e
         except redis.exceptions.BusyLoadingError as e:
             raise EngineUnavailable("redis is loading its data") from e
+        except (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException) as e:
+            raise EngineUnavailable(f"redis cluster: {e}") from e  # down, or a slot not served
 
     return wrapper
 
@@ -139,15 +143,26 @@ async def push_json(pushes: list[PushEntry]) -> bytes:
     return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
+async def outbox_parts(app: str, pushes: list[PushEntry]) -> list[Part]:
+    """The parts that queue `pushes`: the entries, and the outbox in the sweep's set."""
+    if not pushes:
+        return []
+    outbox = keys.outbox(app)
+    return [
+        Part("outbox", [outbox], [await push_json(pushes)]),
+        Part("member", [keys.OUTBOXES], [outbox]),
+    ]
+
+
 def _event_row(pair: tuple[Event, bytes]) -> tuple[Any, ...]:
     e, mid = pair
     item = dumps(e.item()).decode()
     return (e.ev_id, mid.decode(), item, e.created_at, keys.event_member(e.to_id, e.ev_id))
 
 
-async def _seqs(result: list[Any]) -> list[int]:
-    """The seqs a send script answered after its epoch-writes count."""
-    return await sliced(result[1:], lambda some: [int(s) for s in some])
+def _pick(items: Sequence[T], group: list[int]) -> Sequence[T]:
+    """The items at `group`'s indexes: `items` itself when the group is every index."""
+    return items if len(group) == len(items) else [items[i] for i in group]
 
 
 def _change_error(error: redis.exceptions.ResponseError) -> Exception:
@@ -164,14 +179,18 @@ class RedisStore:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         stream_max_items: int,
         stream_max_seconds: float,
         retention: Retention = DEFAULT_RETENTION,
         sys_scan_max: int = query.SYS_SCAN_MAX,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self._r = client
+        self._cluster = isinstance(client, RedisCluster)
+        self._writer = Writer(client, replicas=replicas, replica_timeout=replica_timeout)
         self._retention = retention
         self._scan_max = sys_scan_max
         self._scripts = Scripts(client)
@@ -233,16 +252,48 @@ class RedisStore:
             )
             if not members:
                 return
-            async with self._r.pipeline(transaction=True) as pipe:
+            # the profiles' keys first, then the ages: a sweep cut short is redone whole
+            async with self._r.pipeline(transaction=False) as pipe:
                 for member in members:
                     profile, ev_id = keys.split_event_member(member.decode())
                     pipe.hdel(keys.events(app, profile), ev_id)
                     pipe.zrem(keys.event_order(app, profile), ev_id)
                     pipe.zrem(keys.event_seqs(app, profile), ev_id)
-                pipe.zrem(keys.event_ages(app), *members)
                 await pipe.execute()
+            await self._r.zrem(keys.event_ages(app), *members)
 
     # --- writes ------------------------------------------------------------------------------
+
+    def _frame(self, app: str, fid: str, frame: Frame) -> Part:
+        return Part("frame", [keys.frame(app, fid)], [frame.head, frame.tail, self._frame_ttl_ms])
+
+    async def _write(self, parts: list[Part], *, first_alone: bool = False) -> list[list[Any]]:
+        """Run `parts` and count the write (keys.WRITES, last part): the epoch check's mark."""
+        answers = await self._writer.run(
+            [*parts, Part("counter", [keys.WRITES], [])], first_alone=first_alone
+        )
+        self._saw(int(answers[-1][0]))
+        return answers[:-1]
+
+    async def _slots(self, app: str, profiles: Sequence[str]) -> list[list[int]]:
+        """The indexes of `profiles`, a group per cluster slot of their hash tags (one group on
+        a single Redis; none for no profiles): a part of the recipients touches one slot."""
+        if not self._cluster:
+            return [list(range(len(profiles)))] if profiles else []
+        slots = await sliced(profiles, lambda some: [slot(keys.profile(app, p)) for p in some])
+        by_slot: dict[int, list[int]] = {}
+        for i, s in enumerate(slots):
+            by_slot.setdefault(s, []).append(i)
+        return list(by_slot.values())
+
+    @staticmethod
+    def _seqs(size: int, groups: list[list[int]], answers: list[list[Any]]) -> list[int]:
+        """Each recipient's seq, from the answer of its slot's part."""
+        seqs = [0] * size
+        for group, answer in zip(groups, answers, strict=True):
+            for i, seq in zip(group, answer, strict=True):
+                seqs[i] = int(seq)
+        return seqs
 
     @guarded
     async def append_message(
@@ -256,31 +307,30 @@ class RedisStore:
         pushes: list[PushEntry],
     ) -> list[int]:
         m, fid = message, uuid.uuid4().hex
-        script_keys = [
-            keys.message(app, m.msg_id),
-            keys.holders(app, m.msg_id),
-            *keys.message_orders(app),
-            keys.frame(app, fid),
-            keys.outbox(app),
-            keys.WRITES,
-            keys.OUTBOXES,
-        ]
-        if sent_by is not None:
-            script_keys.append(keys.box(app, sent_by))
-        script_keys += await sliced(
-            inbox, lambda some: keys.profile_keys(app, some, keys.SEQ, keys.STREAM, keys.BOX)
-        )
-        script_keys += [keys.message_counter(app), keys.message_numbers(app)]
-        args: list[Any] = [
-            m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
-            m.reply_to or "", fid, frame.head, frame.tail, self._frame_ttl_ms,
-            "1" if sent_by is not None else "0", sent_by or "", self._max_items,
-            dumps(inbox), await _json_array(mids, bytes.decode),
-            await push_json(pushes),
+        holders = [f"inbox|{p}" for p in inbox] + ([f"sent|{sent_by}"] if sent_by else [])
+        parts = [
+            Part("message", [keys.message(app, m.msg_id), keys.holders(app, m.msg_id)], [
+                m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
+                m.reply_to or "", dumps(holders),
+            ]),
+            Part("index", [*keys.message_orders(app), keys.message_counter(app),
+                           keys.message_numbers(app)], [m.msg_id, m.msg_cr]),
+            self._frame(app, fid, frame),
+            *await outbox_parts(app, pushes),
         ]  # fmt: skip
-        result = await run_script(self._r, self._scripts.append_message, script_keys, args)
-        self._saw(int(result[0]))
-        return await _seqs(result)
+        if sent_by is not None:
+            parts.append(Part("sent", [keys.box(app, sent_by)], [m.msg_id, m.msg_cr]))
+        groups = await self._slots(app, inbox)
+        for group in groups:
+            some = _pick(inbox, group)
+            part_keys = await sliced(
+                some, lambda s: keys.profile_keys(app, s, keys.SEQ, keys.STREAM, keys.BOX)
+            )
+            mids_json = await _json_array(_pick(mids, group), bytes.decode)
+            args = [fid, m.msg_id, m.msg_cr, self._max_items, mids_json]
+            parts.append(Part("deliver", part_keys, args))
+        answers = await self._write(parts, first_alone=True)
+        return self._seqs(len(inbox), groups, answers[len(answers) - len(groups) :])
 
     @guarded
     async def append_events(
@@ -292,30 +342,27 @@ class RedisStore:
         pushes: list[PushEntry],
     ) -> list[int]:
         fid = uuid.uuid4().hex
-        script_keys = [
-            keys.frame(app, fid), keys.outbox(app), keys.WRITES, keys.OUTBOXES, keys.EVENT_APPS,
-            keys.event_ages(app),
-        ]  # fmt: skip
-        script_keys += await sliced(
-            events,
-            lambda some: keys.profile_keys(
-                app,
-                [e.to_id for e in some],
-                keys.SEQ,
-                keys.STREAM,
-                keys.EVENTS,
-                keys.EVENT_ORDER,
-                keys.EVENT_SEQS,
-            ),
+        rows = await sliced(
+            list(zip(events, mids, strict=True)), lambda s: [_event_row(r) for r in s]
         )
-        args: list[Any] = [
-            fid, frame.head, frame.tail, self._frame_ttl_ms, self._max_items,
-            await _json_array(list(zip(events, mids, strict=True)), _event_row),
-            await push_json(pushes), app,
-        ]  # fmt: skip
-        result = await run_script(self._r, self._scripts.append_events, script_keys, args)
-        self._saw(int(result[0]))
-        return await _seqs(result)
+        parts = [self._frame(app, fid, frame), *await outbox_parts(app, pushes)]
+        if events:
+            ages = dumps([[created, member] for *_, created, member in rows])
+            parts += [Part("ages", [keys.event_ages(app)], [ages]),
+                      Part("member", [keys.EVENT_APPS], [app])]  # fmt: skip
+        profiles = [e.to_id for e in events]
+        groups = await self._slots(app, profiles)
+        for group in groups:
+            part_keys = await sliced(
+                _pick(profiles, group),
+                lambda s: keys.profile_keys(
+                    app, s, keys.SEQ, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER, keys.EVENT_SEQS
+                ),
+            )
+            some_rows = dumps([row[:4] for row in _pick(rows, group)])
+            parts.append(Part("events", part_keys, [fid, self._max_items, some_rows]))
+        answers = await self._write(parts)
+        return self._seqs(len(events), groups, answers[len(answers) - len(groups) :])
 
     async def _change(
         self,
@@ -327,34 +374,33 @@ class RedisStore:
         now: int,
         frame: Frame,
     ) -> list[tuple[str, int]]:
-        """Run change_message, re-reading the holders if they moved under us."""
+        """Run the change parts, re-reading the holders if they moved under us."""
         for _ in range(CHANGE_RETRIES):
             members = await self._r.smembers(keys.holders(app, msg_id))
             holders = sorted({m.decode().split("|", 1)[1] for m in members})
             fid = uuid.uuid4().hex
-            script_keys = [
-                keys.message(app, msg_id),
-                keys.holders(app, msg_id),
-                *keys.message_orders(app),
-                keys.frame(app, fid),
-                keys.WRITES,
-            ]
-            for p in holders:
-                script_keys += [keys.seq(app, p), keys.stream(app, p), keys.box(app, p)]
-            script_keys.append(keys.message_numbers(app))
-            args: list[Any] = [
-                action, msg_id, expected_ver, content, now, fid, frame.head, frame.tail,
-                self._frame_ttl_ms, self._max_items, len(holders), *holders,
+            parts = [
+                Part("change", [keys.message(app, msg_id), keys.holders(app, msg_id)],
+                     [action, expected_ver, content, now, *holders]),
+                Part("reindex", [*keys.message_orders(app), keys.message_numbers(app)],
+                     [action, msg_id, now]),
+                self._frame(app, fid, frame),
             ]  # fmt: skip
+            groups = await self._slots(app, holders)
+            for group in groups:
+                part_keys = keys.profile_keys(
+                    app, _pick(holders, group), keys.SEQ, keys.STREAM, keys.BOX
+                )
+                parts.append(Part("touch", part_keys, [action, msg_id, fid, self._max_items]))
             try:
-                result = await self._scripts.change_message(keys=script_keys, args=args)
+                answers = await self._write(parts, first_alone=True)
             except redis.exceptions.ResponseError as e:
                 error = _change_error(e)
                 if str(e).startswith("RETRY"):
                     continue
                 raise error from None
-            self._saw(int(result[0]))
-            return list(zip(holders, [int(s) for s in result[1:]], strict=True))
+            seqs = self._seqs(len(holders), groups, answers[len(answers) - len(groups) :])
+            return list(zip(holders, seqs, strict=True))
         raise EngineUnavailable("message holders kept changing; retry")
 
     @guarded
@@ -372,12 +418,12 @@ class RedisStore:
     async def _box_entries(
         self, action: str, app: str, profile: str, box: str, msg_ids: list[str], now: int
     ) -> int:
-        script_keys = [keys.box(app, profile), *(keys.holders(app, i) for i in msg_ids)]
-        return int(
-            await self._scripts.box_entries(
-                keys=script_keys, args=[action, box, profile, now, *msg_ids]
-            )
-        )
+        parts = [Part("box", [keys.box(app, profile)], [action, box, now, *msg_ids])]
+        if action == "delete":  # a deleted entry's profile no longer holds its message
+            member = f"{box}|{profile}"
+            parts += [Part("unhold", [keys.holders(app, i)], [member]) for i in msg_ids]
+        answers = await self._writer.run(parts, first_alone=True)
+        return int(answers[0][0])
 
     @guarded
     async def mark_read(
@@ -407,10 +453,7 @@ class RedisStore:
         out: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(msg_ids), META_CHUNK):
             chunk = msg_ids[i : i + META_CHUNK]
-            metas = await self._scripts.message_meta(
-                keys=[keys.message(app, m) for m in chunk], args=["1" if with_to else "0"]
-            )
-            for msg_id, meta in zip(chunk, metas, strict=True):
+            for msg_id, meta in await self._meta_chunk(app, chunk, with_to):
                 from_id, reply_to, msg_cr, msg_up, content, sender, to, recipients = meta
                 if msg_cr is None:
                     continue  # deleted meanwhile
@@ -419,6 +462,26 @@ class RedisStore:
                     int(msg_up), content, sender, to, loads(recipients) if with_to else None,
                 )  # fmt: skip
         return out
+
+    async def _meta_chunk(
+        self, app: str, msg_ids: list[str], with_to: bool
+    ) -> list[tuple[str, list[Any]]]:
+        """(msg_id, message_meta.lua's answer) of each: one call, or on a cluster one call per
+        slot (a script reads one slot), the calls at once."""
+        groups: dict[int, list[str]] = {}
+        for msg_id in msg_ids:
+            key = keys.message(app, msg_id)
+            groups.setdefault(slot(key) if self._cluster else 0, []).append(msg_id)
+        flag = ["1" if with_to else "0"]
+        answers = await asyncio.gather(*(
+            self._scripts.message_meta(keys=[keys.message(app, i) for i in group], args=flag)
+            for group in groups.values()
+        ))  # fmt: skip
+        return [
+            pair
+            for group, metas in zip(groups.values(), answers, strict=True)
+            for pair in zip(group, metas, strict=True)
+        ]
 
     async def _cut_messages(
         self, app: str, msg_ids: list[str], max_bytes: int, msgbox: str | None, profile: str | None
@@ -604,12 +667,13 @@ class RedisStore:
 
     @guarded
     async def delete_events(self, app: str, profile: str, ev_ids: list[str]) -> int:
-        async with self._r.pipeline(transaction=True) as pipe:
+        async with self._r.pipeline(transaction=True) as pipe:  # the profile's slot
             pipe.hdel(keys.events(app, profile), *ev_ids)
             pipe.zrem(keys.event_order(app, profile), *ev_ids)
             pipe.zrem(keys.event_seqs(app, profile), *ev_ids)
-            pipe.zrem(keys.event_ages(app), *(keys.event_member(profile, e) for e in ev_ids))
             deleted, *_ = await pipe.execute()
+        # the app's slot; an age left behind by a failure here only makes the sweep look again
+        await self._r.zrem(keys.event_ages(app), *(keys.event_member(profile, e) for e in ev_ids))
         return int(deleted)
 
     # --- stream ------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
--- Every script that queues push entries writes them with this (scripts.py prepends this file
+-- Every part that queues push entries writes them with this (scripts.py prepends this file
 -- after _checks.lua). `groups` is a json-decoded array of
 -- [kind, ref, title, body, data, created_at, [profile, ...]]: the entries of one send share
 -- every field but the profile, so each is sent once, not once per recipient. The outbox stream
--- is born with its consumer group, so dispatchers never miss an entry; `outboxes` is the set
--- of every outbox (keys.OUTBOXES) the sweep visits. Returns how many entries were written.
-local function queue_pushes(stream, outboxes, groups)
+-- is born with its consumer group, so dispatchers never miss an entry (the set of every outbox
+-- the sweep visits is kept by a part of its own, in the `{rtt}` slot). Returns how many entries
+-- were written.
+local function queue_pushes(stream, groups)
   if #groups > 0 and redis.call("EXISTS", stream) == 0 then
     redis.call("XGROUP", "CREATE", stream, "rtt-push", "0", "MKSTREAM")
-    redis.call("SADD", outboxes, stream)
   end
   local written = 0
   for _, g in ipairs(groups) do

@@ -1,0 +1,123 @@
+"""Every store write as parts of one Redis Cluster slot each (lua/parts.lua), run where they fit.
+
+On one Redis a write is all its parts in one script call, atomic as before. On a cluster a
+script may only touch keys of one slot, so the parts are grouped by slot and each group is one
+call: a send to 500 recipients becomes a call per distinct slot of its recipients' hash tags,
+pipelined so each master gets its calls in one round trip. Across slots a write is no longer
+atomic: the group of the first part (the message's, whose checks refuse a conflicting change)
+can run alone first; if a later group fails the caller gets the error (503 upstream) and the
+groups already written stay. With `replicas` > 0 a cluster write also waits (WAIT, on the
+connection that wrote) until that many replicas of every master it wrote to hold it, so a
+write acknowledged to the caller survives the failover of any one of those masters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
+
+import redis.exceptions
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from rtt.engines.base import EngineUnavailable
+from rtt.engines.redis.bulk import run_script
+from rtt.engines.redis.scripts import script
+from rtt.protocol import dumps
+
+
+class Part(NamedTuple):
+    """One part of lua/parts.lua: its name, its keys (all of one slot), its args."""
+
+    name: str
+    keys: list[str]
+    args: list[Any]
+
+
+def slot(key: str) -> int:
+    """The cluster slot of `key` (by its hash tag, if it has one)."""
+    return key_slot(key.encode())
+
+
+class Writer:
+    """Runs parts on a Redis or a Redis Cluster (see the module's docstring)."""
+
+    def __init__(
+        self, client: Redis | RedisCluster, *, replicas: int = 0, replica_timeout: float = 1.0
+    ) -> None:
+        self._r = client
+        self._script = script(client, "parts")
+        self._replicas = replicas
+        self._replica_timeout_ms = max(1, int(replica_timeout * 1000))
+
+    async def run(self, parts: Sequence[Part], *, first_alone: bool = False) -> list[list[Any]]:
+        """Each part's answer, in order; a ResponseError (nothing of that group written) or a
+        connection error as redis-py raises them."""
+        if not isinstance(self._r, RedisCluster):
+            keys, args = _flat(parts)
+            return cast(list[list[Any]], await run_script(self._r, self._script, keys, args))
+        groups: dict[int, list[int]] = {}
+        for i, part in enumerate(parts):
+            groups.setdefault(slot(part.keys[0]), []).append(i)
+        answers: list[list[Any]] = [[] for _ in parts]
+        if first_alone:
+            await self._groups(self._r, parts, [groups.pop(slot(parts[0].keys[0]))], answers)
+        if groups:
+            await self._groups(self._r, parts, list(groups.values()), answers)
+        return answers
+
+    async def _groups(
+        self,
+        cluster: RedisCluster,
+        parts: Sequence[Part],
+        groups: list[list[int]],
+        answers: list[list[Any]],
+    ) -> None:
+        """Run each group as one call, every call in one pipeline (a round trip per master),
+        then WAIT on each master's connection; fill `answers`."""
+        nodes: dict[str, ClusterNode] = {}
+        try:
+            async with cluster.pipeline(transaction=False) as pipe:
+                for group in groups:
+                    keys, args = _flat([parts[i] for i in group])
+                    pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                    node = cluster.get_node_from_key(keys[0])
+                    if node is not None:
+                        nodes[node.name] = node
+                if self._replicas:
+                    for node in nodes.values():
+                        pipe.execute_command(
+                            "WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node
+                        )
+                results = await pipe.execute(raise_on_error=False)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            await cluster.aclose()  # a master is gone: learn the cluster's layout again
+            raise
+        unknown = [g for g, r in zip(groups, results, strict=False) if _no_script(r)]
+        for result in results:
+            if isinstance(result, Exception) and not _no_script(result):
+                raise result
+        for group, result in zip(groups, results, strict=False):
+            if not _no_script(result):
+                for i, answer in zip(group, result, strict=True):
+                    answers[i] = answer
+        if any(int(acks) < self._replicas for acks in results[len(groups) :]):
+            raise EngineUnavailable("a write was not copied to its replicas in time")
+        if unknown:  # a master that never ran it (a promoted replica): load it and run those
+            await cluster.script_load(self._script.script)
+            await self._groups(cluster, parts, unknown, answers)
+
+
+def _no_script(result: Any) -> bool:
+    return isinstance(result, redis.exceptions.NoScriptError)
+
+
+def _flat(parts: Sequence[Part]) -> tuple[list[str], list[Any]]:
+    """The keys and args of one call of lua/parts.lua running `parts`."""
+    keys: list[str] = []
+    args: list[Any] = [dumps([[p.name, len(p.keys), len(p.args)] for p in parts])]
+    for part in parts:
+        keys += part.keys
+        args += part.args
+    return keys, args
