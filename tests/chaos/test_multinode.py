@@ -1,4 +1,5 @@
-"""Several `rtt serve --engine redis` processes on one Redis: fan-out, presence, a node crash."""
+"""Several `rtt serve --engine redis` processes on one Redis, or on a Redis Cluster: fan-out,
+presence, a node crash."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ import contextlib
 import time
 import uuid
 
+import pytest
+
 from tests.support.clients import S2S, open_socket, socket
 from tests.support.nodes import redis_nodes
 from tests.support.waits import eventually
 
 PRESENCE_TTL = 1.0
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """(URL, is a cluster) of the emptied Redis or Redis Cluster the nodes share."""
+    cluster = request.param == "redis-cluster"
+    return str(request.getfixturevalue("clean_cluster" if cluster else "clean_redis")), cluster
 
 
 def _profile(name: str) -> str:
@@ -28,13 +38,13 @@ async def _online(node, profiles: list[str]) -> dict[str, bool]:
 
 
 async def test_profile_with_sockets_on_two_nodes_gets_every_message_on_both_in_seq_order(
-    tmp_path, clean_redis
+    tmp_path, shared
 ):
     """A fan-out via a third node must reach every node's socket, gap-free and in one seq order."""
     count = 40
     profile, other = _profile("fan"), _profile("other")
     async with (
-        redis_nodes(3, tmp_path, clean_redis) as (a, b, c),
+        redis_nodes(3, tmp_path, shared[0], cluster=shared[1]) as (a, b, c),
         socket(a, profile) as on_a,
         socket(b, profile) as on_b,
     ):
@@ -56,11 +66,11 @@ async def test_profile_with_sockets_on_two_nodes_gets_every_message_on_both_in_s
     assert sorted(m for _, m in stream_a) == sorted(msg_ids)
 
 
-async def test_presence_through_any_node_sees_sockets_on_every_node(tmp_path, clean_redis):
+async def test_presence_through_any_node_sees_sockets_on_every_node(tmp_path, shared):
     """SYS_GET_ONLINE must not answer only for the node it is asked on."""
     on_a, on_b, nobody = _profile("pa"), _profile("pb"), _profile("nobody")
     profiles = [on_a, on_b, nobody]
-    async with redis_nodes(3, tmp_path, clean_redis) as nodes:
+    async with redis_nodes(3, tmp_path, shared[0], cluster=shared[1]) as nodes:
         a, b, _ = nodes
         async with socket(a, on_a), socket(b, on_b):
             for node in nodes:
@@ -75,11 +85,15 @@ async def test_presence_through_any_node_sees_sockets_on_every_node(tmp_path, cl
 
 
 async def test_killed_node_presence_expires_and_its_client_resumes_elsewhere_without_loss(
-    tmp_path, clean_redis
+    tmp_path, shared
 ):
     """kill -9: presence expires in TTL; sends meanwhile are stored, queued, replayed elsewhere."""
     profile = _profile("crash")
-    async with redis_nodes(2, tmp_path, clean_redis, presence_ttl=PRESENCE_TTL) as (a, victim):
+    url, cluster = shared
+    async with redis_nodes(2, tmp_path, url, cluster=cluster, presence_ttl=PRESENCE_TTL) as (
+        a,
+        victim,
+    ):
         s2s = S2S(a)
         doomed = await open_socket(victim, profile)
         try:

@@ -39,8 +39,10 @@ def redis_node(
     presence_ttl: float = 1.0,
     redis_timeout: float = 1.0,
     heartbeat: float = 5.0,
+    cluster: bool = False,
 ) -> NodeProcess:
-    """A node (not yet launched) on the redis engine with short test timers."""
+    """A node (not yet launched) on the redis engine with short test timers; with `cluster`,
+    `redis_url` seeds a Redis Cluster and a send is acked once a replica holds it."""
     return NodeProcess(
         APPS_TOML,
         directory=directory,
@@ -51,6 +53,8 @@ def redis_node(
             "RTT_PRESENCE_TTL_SECONDS": str(presence_ttl),
             "RTT_REDIS_TIMEOUT_SECONDS": str(redis_timeout),
             "RTT_HEARTBEAT_SECONDS": str(heartbeat),
+            "RTT_REDIS_CLUSTER": "true" if cluster else "false",
+            "RTT_REDIS_WAIT_REPLICAS": "1" if cluster else "0",
         },
     )
 
@@ -64,11 +68,11 @@ async def start_all(nodes: list[NodeProcess], timeout: float = 20.0) -> None:
 
 @contextlib.asynccontextmanager
 async def redis_nodes(
-    count: int, directory: Path, redis_url: str, **timers: float
+    count: int, directory: Path, redis_url: str, *, cluster: bool = False, **timers: float
 ) -> AsyncIterator[list[NodeProcess]]:
     """`count` ready nodes sharing one Redis. At the end each live node gets SIGTERM and must
     exit by itself within STOP_SECONDS (a shutdown that hangs is a bug, not a teardown detail)."""
-    nodes = [redis_node(directory, redis_url, **timers) for _ in range(count)]
+    nodes = [redis_node(directory, redis_url, cluster=cluster, **timers) for _ in range(count)]
     try:
         await start_all(nodes)
         yield nodes
