@@ -104,12 +104,16 @@ class RedisClusterProcesses:
 
     def fail_over(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
         """SIGKILL `master`, promote its replica at once (CLUSTER FAILOVER TAKEOVER, rather
-        than wait for the node timeout), wait for the cluster to be ok: the new master."""
+        than wait for the node timeout), wait for the cluster to be ok, then start the killed
+        node again, which rejoins as the new master's replica (until then a write that must
+        reach a replica, WAIT 1, cannot be acknowledged there): the new master."""
         replica = self.replica_of(master)
         master.kill()
         with self._client(replica) as c:
             c.execute_command("CLUSTER FAILOVER TAKEOVER")
         self.wait_ok(timeout)
+        master.start()
+        self._wait_replicas(timeout)
         return replica
 
     def flush(self) -> None:
