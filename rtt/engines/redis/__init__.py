@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -54,13 +55,35 @@ def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
+class _Pipeline(ClusterPipeline):
+    _event_dispatcher: Any  # set by ClusterPipeline; declared abstract in its base
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            await self.cluster_client.aclose()  # the next command learns the layout again
+            raise
+
+
+class _Cluster(RedisCluster):
+    """A RedisCluster whose pipelines, like its single commands, make it learn the cluster's
+    layout again after a connection error: without retries redis-py's pipelines leave the
+    layout as it was, and every pipeline would keep knocking on a dead master's address."""
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            raise ValueError("no shard_hint on a cluster")
+        return _Pipeline(self, transaction)
+
+
 def cluster_client(url: str, timeout: float, pool_size: int) -> RedisCluster:
     """A Redis Cluster client seeded by `url`, with at most `pool_size` connections per node.
 
     No automatic retries either (a MOVED is followed, that is no retry): a command whose
     connection broke fails, the client learns the cluster's layout again, the caller gets
     503 and retries; after a failover the next command finds the promoted replica."""
-    return RedisCluster.from_url(
+    return _Cluster.from_url(
         url,
         max_connections=pool_size,
         socket_timeout=timeout,

@@ -74,8 +74,34 @@ class Writer:
         groups: list[list[int]],
         answers: list[list[Any]],
     ) -> None:
-        """Run each group as one call, every call in one pipeline (a round trip per master),
-        then WAIT on each master's connection; fill `answers`."""
+        """Run each group as one call, fill `answers`. A call that did not run (its master does
+        not know the script, or no longer owns the slot: MOVED) is run again, after the script
+        is loaded or the layout learnt again, at most REDO_ROUNDS times: redirections are not
+        left to redis-py, which would send the call on another connection than its WAIT."""
+        for _ in range(REDO_ROUNDS):
+            ran, redo, acks = await self._round(cluster, parts, groups)
+            for group, result in ran:
+                for i, answer in zip(group, result, strict=True):
+                    answers[i] = answer
+            if any(isinstance(ack, Exception) or int(ack) < self._replicas for ack in acks):
+                await cluster.aclose()  # e.g. WAIT sent to a replica: the layout changed
+                raise EngineUnavailable("a write was not copied to its replicas in time")
+            if not redo:
+                return
+            if any(isinstance(error, redis.exceptions.NoScriptError) for _, error in redo):
+                await cluster.script_load(self._script.script)  # a promoted replica, say
+            else:
+                await cluster.aclose()  # moved: learn the cluster's layout again
+            groups = [group for group, _ in redo]
+        raise EngineUnavailable("the cluster kept moving the slots of a write")
+
+    async def _round(
+        self, cluster: RedisCluster, parts: Sequence[Part], groups: list[list[int]]
+    ) -> tuple[list[tuple[list[int], Any]], list[tuple[list[int], Exception]], list[Any]]:
+        """One pipeline (a round trip per master): each group as one call, then WAIT on each
+        master's connection that ran one. (group, answer) of the calls that ran, (group,
+        error) of those that did not, and the WAIT answers of the masters written to."""
+        names: list[str] = []
         nodes: dict[str, ClusterNode] = {}
         try:
             async with cluster.pipeline(transaction=False) as pipe:
@@ -83,34 +109,44 @@ class Writer:
                     keys, args = _flat([parts[i] for i in group])
                     pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
                     node = cluster.get_node_from_key(keys[0])
+                    names.append(node.name if node is not None else "")
                     if node is not None:
                         nodes[node.name] = node
-                if self._replicas:
-                    for node in nodes.values():
-                        pipe.execute_command(
-                            "WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node
-                        )
-                results = await pipe.execute(raise_on_error=False)
+                waits = list(nodes.values()) if self._replicas else []
+                for node in waits:
+                    pipe.execute_command(
+                        "WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node
+                    )
+                results = await pipe.execute(raise_on_error=False, allow_redirections=False)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             await cluster.aclose()  # a master is gone: learn the cluster's layout again
             raise
-        unknown = [g for g, r in zip(groups, results, strict=False) if _no_script(r)]
-        for result in results:
-            if isinstance(result, Exception) and not _no_script(result):
-                raise result
+        ran: list[tuple[list[int], Any]] = []
+        redo: list[tuple[list[int], Exception]] = []
         for group, result in zip(groups, results, strict=False):
-            if not _no_script(result):
-                for i, answer in zip(group, result, strict=True):
-                    answers[i] = answer
-        if any(int(acks) < self._replicas for acks in results[len(groups) :]):
-            raise EngineUnavailable("a write was not copied to its replicas in time")
-        if unknown:  # a master that never ran it (a promoted replica): load it and run those
-            await cluster.script_load(self._script.script)
-            await self._groups(cluster, parts, unknown, answers)
+            if isinstance(result, _NOT_RUN):
+                redo.append((group, result))
+            elif isinstance(result, Exception):
+                if isinstance(result, (redis.exceptions.ConnectionError, TimeoutError)):
+                    await cluster.aclose()
+                raise result
+            else:
+                ran.append((group, result))
+        written = {name for name, result in zip(names, results, strict=False)
+                   if not isinstance(result, Exception)}  # fmt: skip
+        acks = [ack for node, ack in zip(waits, results[len(groups) :], strict=True)
+                if node.name in written]  # fmt: skip
+        return ran, redo, acks
 
 
-def _no_script(result: Any) -> bool:
-    return isinstance(result, redis.exceptions.NoScriptError)
+REDO_ROUNDS = 3
+# the errors of a call that Redis refused before running it: safe to send again
+_NOT_RUN = (
+    redis.exceptions.NoScriptError,
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
 
 
 def _flat(parts: Sequence[Part]) -> tuple[list[str], list[Any]]:
