@@ -39,7 +39,7 @@ for i = 1, n do
   local r, k = recipients[i], 6 + 5 * (i - 1)
   local seq = redis.call("INCR", KEYS[k + 1])
   redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. r[2])
-  redis.call("ZREMRANGEBYRANK", KEYS[k + 2], 0, -(max_items + 1))
+  keep_newest(KEYS[k + 2], max_items)
   redis.call("HSET", KEYS[k + 3], r[1], r[3])
   redis.call("ZADD", KEYS[k + 4], r[4], r[1])
   redis.call("ZADD", KEYS[k + 5], seq, r[1])

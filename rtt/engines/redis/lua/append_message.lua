@@ -64,7 +64,7 @@ for i = 1, n do
   local k = base + 3 * (i - 1)
   local seq = redis.call("INCR", KEYS[k + 1])
   redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. mids[i])
-  redis.call("ZREMRANGEBYRANK", KEYS[k + 2], 0, -(max_items + 1))
+  keep_newest(KEYS[k + 2], max_items)
   redis.call("HSET", KEYS[k + 3], "inbox:" .. msg_id, entry)
   redis.call("SADD", KEYS[2], "inbox|" .. profiles[i])
   result[i + 1] = seq

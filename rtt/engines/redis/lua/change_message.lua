@@ -75,7 +75,7 @@ for i = 1, n do
   end
   local seq = redis.call("INCR", KEYS[base + 1])
   redis.call("ZADD", KEYS[base + 2], seq, seq .. ":" .. fid .. ":")
-  redis.call("ZREMRANGEBYRANK", KEYS[base + 2], 0, -(max_items + 1))
+  keep_newest(KEYS[base + 2], max_items)
   result[i + 1] = seq
 end
 result[1] = redis.call("INCR", KEYS[8])
