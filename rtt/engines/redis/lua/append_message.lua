@@ -58,15 +58,21 @@ redis.call("HSET", KEYS[7], "head", ARGV[9], "tail", ARGV[10])
 redis.call("PEXPIRE", KEYS[7], ARGV[11])
 
 local max_items = tonumber(ARGV[14])
+local HOLDERS_PER_CALL = 1000  -- well under Lua's limit on unpack()ed arguments
 local entry = "[0," .. cr .. "," .. cr .. ",1]"
 local result = {0}
+local holders = {}  -- added to the holders set HOLDERS_PER_CALL at a time, not one call each
 for i = 1, n do
   local k = base + 3 * (i - 1)
   local seq = redis.call("INCR", KEYS[k + 1])
   redis.call("ZADD", KEYS[k + 2], seq, seq .. ":" .. fid .. ":" .. mids[i])
   keep_newest(KEYS[k + 2], max_items)
   redis.call("HSET", KEYS[k + 3], "inbox:" .. msg_id, entry)
-  redis.call("SADD", KEYS[2], "inbox|" .. profiles[i])
+  holders[#holders + 1] = "inbox|" .. profiles[i]
+  if #holders == HOLDERS_PER_CALL or i == n then
+    redis.call("SADD", KEYS[2], unpack(holders))
+    holders = {}
+  end
   result[i + 1] = seq
 end
 if has_sender then
