@@ -292,7 +292,8 @@ def phase(
     with contextlib.ExitStack() as stack:
         target: Target
         if name == "rtt":
-            env = {"RTT_ENGINE": args.engine}
+            # the node's connection ceiling above the sockets, with room for the senders
+            env = {"RTT_ENGINE": args.engine, "RTT_MAX_CONNECTIONS": str(args.sockets + 64)}
             if args.engine == "redis":
                 assert redis_url
                 env["RTT_REDIS_URL"] = redis_url

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
+from rtt import interpreter
 from rtt.api import admin, nexudus, rtt_socket
 from rtt.api.dispatcher import client_dispatcher
 from rtt.api.health import healthz, readyz
@@ -128,9 +129,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             dispatcher = Dispatcher(settings, engine, providers.apps, on_dead=metrics.dead_lettered)
             app.state.dispatcher = dispatcher
             tasks.append(asyncio.create_task(dispatcher.run()))
+        endpoint = rtt_socket.endpoint(node)
+        interpreter.started()
         try:
             # uvicorn passes lifespan state to each WebSocketProtocol it builds
-            yield {ENDPOINT_KEY: rtt_socket.endpoint(node)}
+            yield {ENDPOINT_KEY: endpoint}
         finally:
             await asyncio.gather(*(stop_task(task) for task in tasks))
             if providers is not None:

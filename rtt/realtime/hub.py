@@ -32,7 +32,9 @@ class Hub:
     def __init__(self, presence: Presence, metrics: Metrics) -> None:
         self._presence = presence
         self._metrics = metrics
-        self._sessions: dict[tuple[str, str], set[Session]] = {}
+        # a list, not a set: a profile nearly always has one socket, and a one-item list is a
+        # third of a one-item set's size, per socket
+        self._sessions: dict[tuple[str, str], list[Session]] = {}
         self._queue: deque[tuple[Fanout, int]] = deque()
         self._leaving: asyncio.Task[None] | None = None  # set once the node is stopping
 
@@ -83,7 +85,7 @@ class Hub:
 
     async def join(self, session: Session) -> None:
         key = (session.app, session.profile)
-        self._sessions.setdefault(key, set()).add(session)
+        self._sessions.setdefault(key, []).append(session)
         await self._presence.join(*key)
 
     async def leave(self, session: Session) -> None:
@@ -91,7 +93,7 @@ class Hub:
         sessions = self._sessions.get(key)
         if sessions is None or session not in sessions:
             return
-        sessions.discard(session)
+        sessions.remove(session)
         if not sessions:
             del self._sessions[key]
         if self._leaving is None:

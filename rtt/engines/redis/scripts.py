@@ -1,6 +1,6 @@
 """The Lua scripts, loaded from `lua/*.lua` next to this file and registered once per client,
-each behind the checks of `lua/_checks.lua` (a script validates every key before it writes) and
-the outbox writer of `lua/_outbox.lua`."""
+each behind the checks of `lua/_checks.lua` (a script validates every key before it writes), the
+outbox writer of `lua/_outbox.lua` and the stream bound of `lua/_stream.lua`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ LUA = Path(__file__).with_name("lua")
 
 def script(client: Redis | RedisCluster, name: str) -> AsyncScript:
     """`lua/<name>.lua` registered on `client`, called with keys and args, run by EVALSHA, after
-    the shared functions every script may call (`_checks.lua`, `_outbox.lua`)."""
-    shared = "".join((LUA / f"{part}.lua").read_text() for part in ("_checks", "_outbox"))
+    the shared functions every script may call (`_checks.lua`, `_outbox.lua`, `_stream.lua`)."""
+    parts = ("_checks", "_outbox", "_stream")
+    shared = "".join((LUA / f"{part}.lua").read_text() for part in parts)
     return client.register_script(shared + (LUA / f"{name}.lua").read_text())
 
 

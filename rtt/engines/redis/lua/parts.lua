@@ -7,6 +7,7 @@
 -- so a call that fails writes nothing. A part gets its keys at KEYS[k + 1 ..] and its args at
 -- ARGV[a + 1 ..]; `nk` is its key count. Returns one array per part, in plan order.
 local P = {}
+local HOLDERS_PER_CALL = 1000  -- well under Lua's limit on unpack()ed arguments
 
 -- counter: KEYS the writes counter (keys.WRITES). Returns {writes}.
 P.counter = {
@@ -55,8 +56,9 @@ P.message = {
     redis.call("HSET", KEYS[k + 1], "from_id", ARGV[a + 2], "sender", ARGV[a + 3],
       "to", ARGV[a + 4], "sent_at", cr, "content", ARGV[a + 6], "msg_cr", cr, "msg_up", cr,
       "msg_ver", 1, "reply_to", ARGV[a + 7])
-    for _, member in ipairs(cjson.decode(ARGV[a + 8])) do
-      redis.call("SADD", KEYS[k + 2], member)
+    local holders = cjson.decode(ARGV[a + 8])
+    for i = 1, #holders, HOLDERS_PER_CALL do  -- not one call per holder
+      redis.call("SADD", KEYS[k + 2], unpack(holders, i, math.min(i + HOLDERS_PER_CALL - 1, #holders)))
     end
     return {}
   end,
@@ -99,7 +101,7 @@ end
 local function stream_item(r, fid, mid, max_items)
   local seq = redis.call("INCR", KEYS[r + 1])
   redis.call("ZADD", KEYS[r + 2], seq, seq .. ":" .. fid .. ":" .. mid)
-  redis.call("ZREMRANGEBYRANK", KEYS[r + 2], 0, -(max_items + 1))
+  keep_newest(KEYS[r + 2], max_items)
   return seq
 end
 
