@@ -6,6 +6,7 @@
     python -m loadtest.fanout --target rtt --engine redis --nodes 2 --sockets 1000
     python -m loadtest.fanout --rate 20 --messages 100      # fixed rate instead of saturation
     python -m loadtest.fanout --target rtt --engine redis --workers 2   # rtt serve --workers 2
+    python -m loadtest.fanout --target rtt --engine redis-cluster --masters 3   # Redis Cluster
 
 `--target both` (the default) runs the same generator (same sockets, recipients, messages,
 concurrency or rate) first against rtt, then against the peer: python-socketio with its Redis
@@ -14,7 +15,9 @@ comparison is conservative. `--target all` (or a list, `rtt,floor`) adds the tra
 (loadtest/peers/floor_server.py): a picows broadcast server doing nothing but write, the least a
 delivery costs on this machine today. Every server is a subprocess started here on a free
 loopback port; each target's servers are stopped before the next target's start. Redis (for
-`--engine redis` and for the peer) is a throwaway redis-server unless `--redis-url`.
+`--engine redis` and for the peer) is a throwaway redis-server unless `--redis-url`;
+`--engine redis-cluster` starts a throwaway cluster of `--masters` masters (no replicas), and
+Redis's CPU and calls are then summed over its masters.
 
 `--pin` (with at least 2 CPUs) puts every server process (rtt nodes, the peer, the throwaway
 redis-server) on the first CPU and this generator on the second, and says so in the JSON.
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import importlib.metadata
 import os
@@ -88,14 +92,20 @@ def rss_bytes(pid: int) -> int:
 # -- the generator ------------------------------------------------------------------------------
 
 
-def redis_cpu_seconds(r: redis.Redis) -> float:
-    info = r.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+def redis_cpu_seconds(dbs: list[redis.Redis]) -> float:
+    """CPU seconds used by these Redis servers (every master of a cluster)."""
+    infos = [r.info("cpu") for r in dbs]
+    return sum(float(info["used_cpu_sys"]) + float(info["used_cpu_user"]) for info in infos)
 
 
-def commandstats(r: redis.Redis) -> dict[str, int]:
-    """Redis calls per command, to count round trips per send."""
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in r.info("commandstats").items()}
+def commandstats(dbs: list[redis.Redis]) -> dict[str, int]:
+    """Redis calls per command, to count round trips per send (summed over a cluster's
+    masters)."""
+    calls: collections.Counter[str] = collections.Counter()
+    for r in dbs:
+        for k, v in r.info("commandstats").items():
+            calls[k.removeprefix("cmdstat_")] += int(v["calls"])
+    return dict(calls)
 
 
 async def connect_all(sockets: Sequence[CountingSocket], timeout: float) -> None:
@@ -112,7 +122,7 @@ async def connect_all(sockets: Sequence[CountingSocket], timeout: float) -> None
             group.create_task(worker())
 
 
-async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) -> dict[str, Any]:
+async def run(target: Target, args: argparse.Namespace, dbs: list[redis.Redis]) -> dict[str, Any]:
     """Connect, measure idle RSS, send, wait for every delivery (bounded), measure."""
     profiles = [f"bench-{i}" for i in range(args.sockets)]
     recipients = profiles[: args.recipients]
@@ -141,8 +151,8 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
             HttpClient(s.host, s.port, args.timeout) for s in target.servers for _ in range(workers)
         ]
         try:
-            before = commandstats(db) if db else {}
-            redis_cpu_before = redis_cpu_seconds(db) if db else 0.0
+            before = commandstats(dbs)
+            redis_cpu_before = redis_cpu_seconds(dbs)
             cpu_before = sum(cpu_seconds(p) for p in pids)
             own_cpu_before = time.process_time()
             expected = args.messages * len(recipients)
@@ -175,8 +185,8 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
             elapsed = time.perf_counter() - send_started
             cpu_used = sum(cpu_seconds(p) for p in pids) - cpu_before
             own_cpu = time.process_time() - own_cpu_before
-            redis_cpu = redis_cpu_seconds(db) - redis_cpu_before if db else 0.0
-            after = commandstats(db) if db else {}
+            redis_cpu = redis_cpu_seconds(dbs) - redis_cpu_before
+            after = commandstats(dbs)
         finally:
             keepalive.cancel()
             for c in clients:
@@ -211,7 +221,7 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         "gaps": tally.gaps,
         "duplicates": tally.duplicates,
         "server_cpu_us_per_delivery": per_delivery(cpu_used),
-        "redis_cpu_us_per_delivery": per_delivery(redis_cpu) if db else None,
+        "redis_cpu_us_per_delivery": per_delivery(redis_cpu) if dbs else None,
         "total_cpu_us_per_delivery": per_delivery(cpu_used + redis_cpu),
         "server_cpu_busy": round(cpu_used / elapsed, 2) if elapsed else None,
         "generator_cpu_busy": round(own_cpu / elapsed, 2) if elapsed else None,
@@ -221,7 +231,8 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
         "connects_per_s": round(args.sockets / connect_seconds),
         "connects_cpu_busy": connects_cpu_busy,
     }
-    if db:
+    if dbs:
+        result["redis_masters"] = len(dbs)
         calls = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
         calls.pop("info", None)  # our own measuring
         result["redis_calls_per_send"] = {k: round(v / sent, 2) for k, v in sorted(calls.items())}
@@ -231,20 +242,26 @@ async def run(target: Target, args: argparse.Namespace, db: redis.Redis | None) 
 # -- processes, pinning, phases -----------------------------------------------------------------
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.contextmanager
-def own_redis(cpus: set[int] | None = None) -> Iterator[str]:
-    """A throwaway redis-server on a free port, in memory only (pinned to `cpus` if given)."""
+def own_redis(cpus: set[int] | None = None, *, cluster: bool = False) -> Iterator[str]:
+    """A throwaway redis-server on a free port, in memory only (pinned to `cpus` if given);
+    with `cluster`, a cluster-enabled node that serves no slot yet (see own_cluster)."""
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server not found: apt-get install -y redis-server, or pass --redis-url")
     with tempfile.TemporaryDirectory(prefix="rtt-bench-redis-") as tmp:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )
+        port = _free_port()
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp]
+        if cluster:  # the bus on a port of its own: port + 10 000 may be past 65 535
+            command += ["--cluster-enabled", "yes", "--cluster-port", str(_free_port()),
+                        "--cluster-config-file", f"{tmp}/nodes.conf"]  # fmt: skip
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             if cpus:
                 pin(proc.pid, cpus)
@@ -267,6 +284,36 @@ def own_redis(cpus: set[int] | None = None) -> Iterator[str]:
             proc.wait(10)
 
 
+@contextlib.contextmanager
+def own_cluster(masters: int, cpus: set[int] | None = None) -> Iterator[list[str]]:
+    """A throwaway Redis Cluster of `masters` masters without replicas (a benchmark of
+    throughput, not of failover), the 16 384 slots split evenly: the masters' URLs, the first
+    one the seed. Built by hand (ADDSLOTSRANGE, MEET): `redis-cli --cluster create` wants 3
+    masters at least, and 1 master is the figure to compare with."""
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(own_redis(cpus, cluster=True)) for _ in range(masters)]
+        clients = [stack.enter_context(redis.Redis.from_url(url)) for url in urls]
+        bounds = [16384 * i // masters for i in range(masters + 1)]
+        seed = (
+            clients[0].connection_pool.connection_kwargs["port"],
+            clients[0].config_get("cluster-port")["cluster-port"],  # its bus: not port + 10 000
+        )
+        for i, client in enumerate(clients):
+            client.execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+            if i:
+                client.execute_command("CLUSTER MEET", "127.0.0.1", *seed)
+        deadline = time.monotonic() + 30
+        while not all(
+            c.execute_command("CLUSTER INFO").get("cluster_state") == "ok"
+            and int(c.execute_command("CLUSTER INFO").get("cluster_known_nodes", 0)) == masters
+            for c in clients
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's cluster did not become ok in 30 s")
+            time.sleep(0.1)
+        yield urls
+
+
 def redis_pid(url: str) -> int:
     with redis.Redis.from_url(url) as r:
         return int(r.info("server")["process_id"])
@@ -286,19 +333,29 @@ def plan_pinning(requested: bool) -> tuple[set[int] | None, dict[str, Any]]:
 
 
 def phase(
-    name: str, args: argparse.Namespace, redis_url: str | None, cpus: set[int] | None
+    name: str,
+    args: argparse.Namespace,
+    redis_url: str | None,
+    cpus: set[int] | None,
+    cluster: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Start `name`'s servers, run the generator against them, stop them."""
+    """Start `name`'s servers, run the generator against them, stop them. `cluster`: the
+    masters' URLs rtt uses with `--engine redis-cluster`."""
     with contextlib.ExitStack() as stack:
         target: Target
+        measured = [redis_url] if redis_url else []
         if name == "rtt":
             # the node's connection ceiling above the sockets, with room for the senders
             env = {"RTT_ENGINE": args.engine, "RTT_MAX_CONNECTIONS": str(args.sockets + 64)}
-            if args.engine == "redis":
+            if cluster:
+                env |= {"RTT_ENGINE": "redis", "RTT_REDIS_CLUSTER": "true"}
+                env["RTT_REDIS_URL"] = cluster[0]
+                measured = cluster
+            elif args.engine == "redis":
                 assert redis_url
                 env["RTT_REDIS_URL"] = redis_url
             else:
-                redis_url = None
+                measured = []
             nodes = [
                 stack.enter_context(rtt_node(env, cpus=cpus, workers=args.workers))
                 for _ in range(args.nodes)
@@ -308,16 +365,16 @@ def phase(
             from loadtest.peers.floor_server import floor_peer
 
             target = FloorTarget(stack.enter_context(floor_peer(cpus=cpus)))
-            redis_url = None
+            measured = []
         else:
             from loadtest.peers.socketio_server import socketio_peer
 
             assert redis_url
             target = PeerTarget(stack.enter_context(socketio_peer(redis_url, cpus=cpus)))
-        db = stack.enter_context(redis.Redis.from_url(redis_url)) if redis_url else None
-        if db:
+        dbs = [stack.enter_context(redis.Redis.from_url(url)) for url in measured]
+        for db in dbs:
             db.ping()  # connect (and say HELLO) before anything is counted
-        result = uvloop.run(asyncio.wait_for(run(target, args, db), HARD_LIMIT_SECONDS))
+        result = uvloop.run(asyncio.wait_for(run(target, args, dbs), HARD_LIMIT_SECONDS))
         package = PACKAGES[name]
         result["server"] = f"{package} {importlib.metadata.version(package)}"
         if cpus:
@@ -390,7 +447,12 @@ def table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", default="both", help="both, all, or e.g. rtt,floor")
-    parser.add_argument("--engine", choices=["local", "redis"], default="local", help="rtt's")
+    parser.add_argument(
+        "--engine", choices=["local", "redis", "redis-cluster"], default="local", help="rtt's"
+    )
+    parser.add_argument(
+        "--masters", type=int, default=3, help="masters of --engine redis-cluster's own cluster"
+    )
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--nodes", type=int, default=1, help="rtt nodes (the peer is one)")
     parser.add_argument(
@@ -406,6 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
     args.nodes = max(1, min(args.nodes, 4))
+    args.masters = max(1, min(args.masters, 8))
     args.workers = max(1, min(args.workers, 8))
     args.sockets = max(1, min(args.sockets, 10_000))
     args.recipients = max(1, min(args.recipients, args.sockets, 1000))
@@ -426,8 +489,11 @@ def main(argv: list[str] | None = None) -> None:
             if cpus:
                 ours = args.redis_url is None
                 pinning["redis_pinned"] = ours and affinity(redis_pid(url)) == cpus
+        cluster = None
+        if args.engine == "redis-cluster":
+            cluster = stack.enter_context(own_cluster(args.masters, cpus))
         for name in targets:
-            report[name] = phase(name, args, url, cpus)
+            report[name] = phase(name, args, url, cpus, cluster)
     if "rtt" in targets and len(targets) > 1:
         others = [t for t in targets if t != "rtt"]
         report["ratio"] = {

@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -16,6 +15,7 @@ from rtt.engines.base import DEFAULT_RETENTION, Engine, Retention
 from rtt.engines.redis.accounts import RedisAccounts
 from rtt.engines.redis.broker import RedisBroker
 from rtt.engines.redis.channel import RedisChannel
+from rtt.engines.redis.cluster import Cluster
 from rtt.engines.redis.numbers import RedisMessageNumbers
 from rtt.engines.redis.piggyback import RedisPiggyback
 from rtt.engines.redis.presence import RedisPresence
@@ -55,36 +55,17 @@ def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
-class _Pipeline(ClusterPipeline):
-    _event_dispatcher: Any  # set by ClusterPipeline; declared abstract in its base
-
-    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        try:
-            return await super().execute(raise_on_error, allow_redirections)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await self.cluster_client.aclose()  # the next command learns the layout again
-            raise
-
-
-class _Cluster(RedisCluster):
-    """A RedisCluster whose pipelines, like its single commands, make it learn the cluster's
-    layout again after a connection error: without retries redis-py's pipelines leave the
-    layout as it was, and every pipeline would keep knocking on a dead master's address."""
-
-    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
-        if shard_hint:
-            raise ValueError("no shard_hint on a cluster")
-        return _Pipeline(self, transaction)
-
-
-def cluster_client(url: str, timeout: float, pool_size: int) -> RedisCluster:
-    """A Redis Cluster client seeded by `url`, with at most `pool_size` connections per node.
+def cluster_client(url: str, timeout: float, pool_size: int) -> Cluster:
+    """A Redis Cluster client seeded by `url`, with at most `pool_size` connections per node,
+    where callers queue (up to `timeout`) for a turn instead of failing (cluster.py).
 
     No automatic retries either (a MOVED is followed, that is no retry): a command whose
     connection broke fails, the client learns the cluster's layout again, the caller gets
     503 and retries; after a failover the next command finds the promoted replica."""
-    return _Cluster.from_url(
+    client = Cluster.from_url(
         url,
+        turns=pool_size,
+        wait=timeout,
         max_connections=pool_size,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -92,6 +73,8 @@ def cluster_client(url: str, timeout: float, pool_size: int) -> RedisCluster:
         health_check_interval=5,
         **_no_maintenance_notifications(),
     )
+    assert isinstance(client, Cluster)
+    return client
 
 
 def redis_engine(

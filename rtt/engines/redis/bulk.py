@@ -17,7 +17,6 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
@@ -30,6 +29,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from rtt.engines.redis.cluster import Cluster
 from rtt.slices import pieces
 
 PACKED_FROM = 64  # arguments: a script with more is packed by hiredis, not by redis-py
@@ -41,12 +41,13 @@ def _body(args: Sequence[Any]) -> bytes:
     return packed[packed.index(b"\n") + 1 :]
 
 
-async def execute(client: Redis | RedisCluster, args: Sequence[Any], key: str) -> Any:
+async def execute(client: Redis | Cluster, args: Sequence[Any], key: str) -> Any:
     """One command of many arguments, packed in slices; errors as redis-py raises them. On a
     cluster it goes to the master of `key`'s slot (every key of the command is in that slot)."""
     chunks = [b"*%d\r\n" % len(args), *await pieces(args, _body)]
-    if isinstance(client, RedisCluster):
-        return await _on_cluster(client, chunks, key)
+    if isinstance(client, Cluster):
+        async with client.turn():
+            return await _on_cluster(client, chunks, key)
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
@@ -66,7 +67,7 @@ async def _send(connection: Connection, chunks: list[bytes]) -> Any:
         raise
 
 
-async def _on_cluster(cluster: RedisCluster, chunks: list[bytes], key: str) -> Any:
+async def _on_cluster(cluster: Cluster, chunks: list[bytes], key: str) -> Any:
     """`chunks` on a connection of the master of `key`'s slot. A MOVED (the command did not
     run) makes the client learn the layout again and try once more; a broken connection too,
     but then the caller gets the error (the command may have run)."""
@@ -77,7 +78,7 @@ async def _on_cluster(cluster: RedisCluster, chunks: list[bytes], key: str) -> A
         return await _on_master(cluster, chunks, key)
 
 
-async def _on_master(cluster: RedisCluster, chunks: list[bytes], key: str) -> Any:
+async def _on_master(cluster: Cluster, chunks: list[bytes], key: str) -> Any:
     await cluster.initialize()  # nothing to do unless the layout is to be learnt again
     node = cluster.get_node_from_key(key)
     if node is None:
