@@ -17,6 +17,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
@@ -88,6 +89,35 @@ async def _on_master(cluster: Cluster, chunks: list[bytes], key: str) -> Any:
         return await _send(connection, chunks)
     except (ConnectionError, TimeoutError):
         await cluster.aclose()
+        raise
+    finally:
+        node.release(connection)
+
+
+async def node_pipeline(
+    cluster: Cluster, node: ClusterNode, commands: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """`commands` written at once on a connection of `node`, packed by hiredis a slice at a
+    time (redis-py's packing was most of a cluster send's client CPU); each reply, an error
+    reply as the exception redis-py makes of it (MOVED: MovedError...). A broken connection
+    makes the cluster learn its layout again and is raised: some commands may have run."""
+    packed = await pieces(
+        commands, lambda some: b"".join(hiredis.pack_command(tuple(c)) for c in some)
+    )
+    connection = node.acquire_connection()
+    try:
+        await connection.send_packed_command(packed)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as e:  # the connection is in step: the next reply follows
+                replies.append(e)
+        return replies
+    except BaseException as e:
+        await connection.disconnect()  # a half-written or half-read pipeline: never reuse
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            await cluster.aclose()
         raise
     finally:
         node.release(connection)

@@ -13,6 +13,7 @@ write acknowledged to the caller survives the failover of any one of those maste
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
@@ -22,7 +23,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from rtt.engines.base import EngineUnavailable
-from rtt.engines.redis.bulk import run_script
+from rtt.engines.redis.bulk import node_pipeline, run_script
+from rtt.engines.redis.cluster import Cluster
 from rtt.engines.redis.scripts import script
 from rtt.protocol import dumps
 
@@ -54,7 +56,7 @@ class Writer:
     async def run(self, parts: Sequence[Part], *, first_alone: bool = False) -> list[list[Any]]:
         """Each part's answer, in order; a ResponseError (nothing of that group written) or a
         connection error as redis-py raises them."""
-        if not isinstance(self._r, RedisCluster):
+        if not isinstance(self._r, Cluster):
             keys, args = _flat(parts)
             return cast(list[list[Any]], await run_script(self._r, self._script, keys, args))
         groups: dict[int, list[int]] = {}
@@ -69,7 +71,7 @@ class Writer:
 
     async def _groups(
         self,
-        cluster: RedisCluster,
+        cluster: Cluster,
         parts: Sequence[Part],
         groups: list[list[int]],
         answers: list[list[Any]],
@@ -96,46 +98,40 @@ class Writer:
         raise EngineUnavailable("the cluster kept moving the slots of a write")
 
     async def _round(
-        self, cluster: RedisCluster, parts: Sequence[Part], groups: list[list[int]]
+        self, cluster: Cluster, parts: Sequence[Part], groups: list[list[int]]
     ) -> tuple[list[tuple[list[int], Any]], list[tuple[list[int], Exception]], list[Any]]:
-        """One pipeline (a round trip per master): each group as one call, then WAIT on each
-        master's connection that ran one. (group, answer) of the calls that ran, (group,
-        error) of those that did not, and the WAIT answers of the masters written to."""
-        names: list[str] = []
-        nodes: dict[str, ClusterNode] = {}
-        try:
-            async with cluster.pipeline(transaction=False) as pipe:
-                for group in groups:
-                    keys, args = _flat([parts[i] for i in group])
-                    pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-                    node = cluster.get_node_from_key(keys[0])
-                    names.append(node.name if node is not None else "")
-                    if node is not None:
-                        nodes[node.name] = node
-                waits = list(nodes.values()) if self._replicas else []
-                for node in waits:
-                    pipe.execute_command(
-                        "WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node
-                    )
-                results = await pipe.execute(raise_on_error=False, allow_redirections=False)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await cluster.aclose()  # a master is gone: learn the cluster's layout again
-            raise
+        """One round trip per master: its groups, each one call, then WAIT on that connection.
+        (group, answer) of the calls that ran, (group, error) of those that did not, and the
+        WAIT answers of the masters written to."""
+        await cluster.initialize()  # nothing to do unless the layout is to be learnt again
+        commands: list[list[Any]] = []
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for g, group in enumerate(groups):
+            keys, args = _flat([parts[i] for i in group])
+            commands.append(["EVALSHA", self._script.sha, len(keys), *keys, *args])
+            node = cluster.get_node_from_key(keys[0])
+            if node is None:
+                raise redis.exceptions.ConnectionError(f"no master serves {keys[0]}")
+            by_node.setdefault(node.name, (node, []))[1].append(g)
+        wait = [["WAIT", self._replicas, self._replica_timeout_ms]] if self._replicas else []
+        async with cluster.turn():
+            replies = await asyncio.gather(*(
+                node_pipeline(cluster, node, [*(commands[g] for g in mine), *wait])
+                for node, mine in by_node.values()
+            ))  # fmt: skip
         ran: list[tuple[list[int], Any]] = []
         redo: list[tuple[list[int], Exception]] = []
-        for group, result in zip(groups, results, strict=False):
-            if isinstance(result, _NOT_RUN):
-                redo.append((group, result))
-            elif isinstance(result, Exception):
-                if isinstance(result, (redis.exceptions.ConnectionError, TimeoutError)):
-                    await cluster.aclose()
-                raise result
-            else:
-                ran.append((group, result))
-        written = {name for name, result in zip(names, results, strict=False)
-                   if not isinstance(result, Exception)}  # fmt: skip
-        acks = [ack for node, ack in zip(waits, results[len(groups) :], strict=True)
-                if node.name in written]  # fmt: skip
+        acks: list[Any] = []
+        for (_, mine), reply in zip(by_node.values(), replies, strict=True):
+            for g, result in zip(mine, reply, strict=False):
+                if isinstance(result, _NOT_RUN):
+                    redo.append((groups[g], result))
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    ran.append((groups[g], result))
+            if wait and not all(isinstance(r, Exception) for r in reply[: len(mine)]):
+                acks.append(reply[-1])
         return ran, redo, acks
 
 
