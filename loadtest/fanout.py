@@ -3,6 +3,7 @@
     python -m loadtest.fanout --sockets 1000 --recipients 1000 --messages 50
     python -m loadtest.fanout --target both --pin --sockets 1000 --recipients 1000 --messages 60
     python -m loadtest.fanout --target rtt,floor --pin --sockets 2000 --recipients 1000
+    python -m loadtest.fanout --target rtt,node --pin --sockets 5000 --recipients 1000
     python -m loadtest.fanout --target rtt --engine redis --nodes 2 --sockets 1000
     python -m loadtest.fanout --rate 20 --messages 100      # fixed rate instead of saturation
     python -m loadtest.fanout --target rtt --engine redis --workers 2   # rtt serve --workers 2
@@ -13,13 +14,16 @@ concurrency or rate) first against rtt, then against the peer: python-socketio w
 manager (loadtest/peers/socketio_server.py), which persists nothing and checks no token, so the
 comparison is conservative. `--target all` (or a list, `rtt,floor`) adds the transport floor
 (loadtest/peers/floor_server.py): a picows broadcast server doing nothing but write, the least a
-delivery costs on this machine today. Every server is a subprocess started here on a free
-loopback port; each target's servers are stopped before the next target's start. Redis (for
-`--engine redis` and for the peer) is a throwaway redis-server unless `--redis-url`;
-`--engine redis-cluster` starts a throwaway cluster of `--masters` masters (no replicas), and
-Redis's CPU and calls are then summed over its masters.
+delivery costs on this machine today; `node` (in `all` too) is socket.io 4 on Node.js
+(loadtest/peers/node_server.py), one process with its in-memory adapter, speaking and answering
+exactly like the python peer: the server most teams reach for (it needs `node`, and `npm` to
+install the pinned socket.io into .cache/ on first use). Every server is a subprocess started
+here on a free loopback port; each target's servers are stopped before the next target's start.
+Redis (for `--engine redis` and for the python peer) is a throwaway redis-server unless
+`--redis-url`; `--engine redis-cluster` starts a throwaway cluster of `--masters` masters (no
+replicas), and Redis's CPU and calls are then summed over its masters.
 
-`--pin` (with at least 2 CPUs) puts every server process (rtt nodes, the peer, the throwaway
+`--pin` (with at least 2 CPUs) puts every server process (rtt nodes, the peers, the throwaway
 redis-server) on the first CPU and this generator on the second, and says so in the JSON.
 
 Per target: deliveries/s, publish→receive latency (the send's `t` in the content), loss and
@@ -28,10 +32,9 @@ RSS per idle socket, authenticated connects/s (connect + login reply; tokens are
 and how busy the generator and the server were while sending and while connecting.
 `generator_bound` says when the generator was the limit (GENERATOR_BOUND busy or more): then
 deliveries/s or connects/s is the generator's number, not the server's. With rtt and another
-target, `ratio` divides them (keys name the other: `_peer_`, `_floor_`) so that every ratio
-above 1 is rtt ahead. One JSON object on stdout, a
-table on stderr. Bounded: at most 10,000 sockets, 1,000 recipients and 100,000 sends, and
-HARD_LIMIT_SECONDS per target.
+target, `ratio` divides them (keys name the other: `_peer_`, `_floor_`, `_node_`) so that
+every ratio above 1 is rtt ahead. One JSON object on stdout, a table on stderr. Bounded: at
+most 10,000 sockets, 1,000 recipients and 100,000 sends, and HARD_LIMIT_SECONDS per target.
 
 The generator is one process on uvloop, cheap per frame so that it can keep up with the server:
 sockets are raw RFC 6455 clients (loadtest/wsclient.py) with no task per socket, frames are
@@ -63,15 +66,15 @@ import uvloop
 from loadtest.counting import CountingSocket, Tally
 from loadtest.httpclient import HttpClient
 from loadtest.node import affinity, pin, rtt_node
-from loadtest.targets import FloorTarget, PeerTarget, RttTarget, Target
+from loadtest.targets import FloorTarget, NodeTarget, PeerTarget, RttTarget, Target
 from loadtest.wsclient import close_all, connect
 
 HARD_LIMIT_SECONDS = 300  # per target
 TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTS_IN_FLIGHT = 200
 GENERATOR_BOUND = 0.9  # generator CPU busy from which its own limit shows in the numbers
-TARGETS = ("rtt", "floor", "peer")  # in the order they run and are shown
-PACKAGES = {"rtt": "rtt", "floor": "picows", "peer": "python-socketio"}
+TARGETS = ("rtt", "floor", "peer", "node")  # in the order they run and are shown
+PACKAGES = {"rtt": "rtt", "floor": "picows", "peer": "python-socketio", "node": "socket.io"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -341,6 +344,7 @@ def phase(
 ) -> dict[str, Any]:
     """Start `name`'s servers, run the generator against them, stop them. `cluster`: the
     masters' URLs rtt uses with `--engine redis-cluster`."""
+    version: str | None = None  # a Python distribution's, looked up below, unless npm's
     with contextlib.ExitStack() as stack:
         target: Target
         measured = [redis_url] if redis_url else []
@@ -366,6 +370,13 @@ def phase(
 
             target = FloorTarget(stack.enter_context(floor_peer(cpus=cpus)))
             measured = []
+        elif name == "node":
+            from loadtest.peers.node_server import node_peer, socketio_version
+
+            node = stack.enter_context(node_peer(cpus=cpus))
+            target = NodeTarget(node)
+            version = socketio_version(node.modules)
+            measured = []
         else:
             from loadtest.peers.socketio_server import socketio_peer
 
@@ -376,7 +387,7 @@ def phase(
             db.ping()  # connect (and say HELLO) before anything is counted
         result = uvloop.run(asyncio.wait_for(run(target, args, dbs), HARD_LIMIT_SECONDS))
         package = PACKAGES[name]
-        result["server"] = f"{package} {importlib.metadata.version(package)}"
+        result["server"] = f"{package} {version or importlib.metadata.version(package)}"
         if cpus:
             pids = [s.pid for s in target.servers]
             result["pinned"] = all(affinity(p) == cpus for p in pids)
@@ -446,7 +457,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", default="both", help="both, all, or e.g. rtt,floor")
+    parser.add_argument("--target", default="both", help="both, all, or e.g. rtt,node")
     parser.add_argument(
         "--engine", choices=["local", "redis", "redis-cluster"], default="local", help="rtt's"
     )
@@ -489,6 +500,13 @@ def main(argv: list[str] | None = None) -> None:
             if cpus:
                 ours = args.redis_url is None
                 pinning["redis_pinned"] = ours and affinity(redis_pid(url)) == cpus
+        if "node" in targets:
+            from loadtest.peers.node_server import NodeMissing, install
+
+            try:
+                install()  # before any target runs: npm's first install is not timed, nor late
+            except NodeMissing as e:
+                sys.exit(str(e))
         cluster = None
         if args.engine == "redis-cluster":
             cluster = stack.enter_context(own_cluster(args.masters, cpus))

@@ -1,8 +1,9 @@
 """The fan-out benchmark's targets: how to log a socket in, read its frames and send to it.
 
-rtt, the python-socketio peer and the transport floor (loadtest/peers/floor_server.py) are
-driven by the same raw client (loadtest/wsclient.py) and the same counting
-(loadtest/counting.py); only the login exchange, the frame prefix and the send request differ.
+rtt, the python-socketio peer, socket.io on Node.js (loadtest/peers/node_server.py) and the
+transport floor (loadtest/peers/floor_server.py) are driven by the same raw client
+(loadtest/wsclient.py) and the same counting (loadtest/counting.py); only the login exchange,
+the frame prefix and the send request differ.
 Everything a connect needs (rtt's JWTs included) is made by `sockets()`, before connects are
 timed, so connects/s measures the server's handshake and authentication, not token signing.
 """
@@ -23,7 +24,6 @@ from loadtest.node import APP, SECRET, SERVER_SECRET, Node, ServerProcess
 
 if TYPE_CHECKING:
     from loadtest.peers.floor_server import FloorProcess
-    from loadtest.peers.socketio_server import PeerProcess
 
 HEARTBEAT = b'{"service":"rtt","operation":"HEARTBEAT","data":{}}'
 
@@ -98,6 +98,10 @@ class RttTarget:
         )  # fmt: skip
 
 
+# Engine.IO v4 straight over WebSocket: no polling handshake, no upgrade
+ENGINEIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
 class PeerSocket(CountingSocket):
     """Engine.IO v4 over WebSocket: server `0{...}` opens, client `40{"profile":...}` connects
     the namespace with auth, server `40{"sid":...}` confirms; events arrive as
@@ -132,7 +136,7 @@ class PeerTarget:
     name = "peer"
     engine = "socketio+redis"
 
-    def __init__(self, peer: PeerProcess) -> None:
+    def __init__(self, peer: ServerProcess) -> None:
         self.peer = peer
 
     @property
@@ -141,13 +145,21 @@ class PeerTarget:
 
     def sockets(self, profiles: list[str], tally: Tally) -> list[PeerSocket]:
         peer = self.peer
-        return [PeerSocket(peer.host, peer.port, peer.ws_path, p, tally) for p in profiles]
+        return [PeerSocket(peer.host, peer.port, ENGINEIO_PATH, p, tally) for p in profiles]
 
     async def keepalive(self, sockets: Sequence[CountingSocket]) -> None:
         """Engine.IO keeps itself alive: the server pings, `PeerSocket.other` answers."""
 
     def request(self, recipients: list[str]) -> tuple[str, bytes]:
         return "/send", orjson.dumps({"to": recipients, "content": {"t": time.time_ns()}})
+
+
+class NodeTarget(PeerTarget):
+    """socket.io on Node.js (loadtest/peers/node_server.py): the python peer's protocol and
+    `POST /send` exactly, so only the server differs."""
+
+    name = "node"
+    engine = "socket.io on Node.js, in-memory adapter"
 
 
 class FloorSocket(CountingSocket):
@@ -191,4 +203,4 @@ class FloorTarget:
         return "/send", orjson.dumps({"to": recipients, "content": {"t": time.time_ns()}})
 
 
-Target = RttTarget | PeerTarget | FloorTarget
+Target = RttTarget | PeerTarget | NodeTarget | FloorTarget

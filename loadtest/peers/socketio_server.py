@@ -117,9 +117,6 @@ class PeerProcess(ServerProcess):
             *("--port", str(self.port), "--redis-url", self.redis_url, "--log-level", "warning"),
         ]
 
-    # Engine.IO v4 straight over WebSocket: no polling handshake, no upgrade
-    ws_path = "/socket.io/?EIO=4&transport=websocket"
-
 
 def socketio_peer(
     redis_url: str, timeout: float = 15.0, cpus: set[int] | None = None

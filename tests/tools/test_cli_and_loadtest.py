@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import pytest
 
 from loadtest import latency
 from loadtest.node import rtt_node
+from loadtest.peers import node_server
 from tests.support.server import APPS_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +69,38 @@ def test_fanout_benchmark_drives_the_transport_floor_beside_rtt():
         "server_cpu_per_delivery_floor_over_rtt",
         "deliveries_per_s_rtt_over_floor",
         "p99_ms_floor_over_rtt",
+    }
+
+
+@pytest.mark.timeout(node_server.INSTALL_SECONDS + 150)
+def test_fanout_benchmark_drives_socketio_on_node_beside_rtt():
+    """`--target rtt,node` drives socket.io on Node.js with the python peer's socket and send:
+    it delivers everything exactly once, names the installed socket.io, and the report divides
+    rtt's figures by its. Without node/npm the test skips, unless RTT_REQUIRE_NODE is set (as
+    `.ci/run` does), where it fails. socket.io is installed first, so its timeout is npm's."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if os.environ.get("RTT_REQUIRE_NODE"):
+            pytest.fail("node and npm are required for the socket.io-on-Node fan-out peer")
+        pytest.skip("node/npm not installed")
+    modules = node_server.install()
+    command = [sys.executable, "-m", "loadtest.fanout", "--target", "rtt,node"]
+    command += ["--sockets", "20", "--recipients", "20", "--messages", "3", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    assert "peer" not in report and "floor" not in report
+    for side in ("rtt", "node"):
+        result = report[side]
+        assert result["deliveries"] == 3 * 20, (side, result)
+        assert result["lost"] == 0 and result["gaps"] == 0 and result["duplicates"] == 0, result
+    node = report["node"]
+    assert node["server"] == f"socket.io {node_server.socketio_version(modules)}"
+    assert node["engine"] == "socket.io on Node.js, in-memory adapter"
+    assert node["redis_cpu_us_per_delivery"] is None  # no Redis: one process, in-memory adapter
+    assert set(report["ratio"]) >= {
+        "server_cpu_per_delivery_node_over_rtt",
+        "deliveries_per_s_rtt_over_node",
+        "connects_per_s_rtt_over_node",
     }
 
 
