@@ -61,17 +61,23 @@ RECIPIENTS = int(__import__("os").environ.get("PUSH_N", "10000"))
 PER_SEND = 1000
 
 
-@pytest.mark.parametrize("engine", ["local", "redis"])
+@pytest.mark.parametrize("engine", ["local", "redis", "redis-cluster"])
 async def test_ten_thousand_offline_recipients_drain(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("clean_redis") if engine == "redis" else ""
+    cluster = engine == "redis-cluster"
+    url = (
+        request.getfixturevalue("clean_cluster" if cluster else "clean_redis")
+        if engine != "local"
+        else ""
+    )
     async with fakes_process(tmp_path) as (fake, keys, stats):
         (tmp_path / "push.toml").write_text(push_toml(fake, keys))
         settings = settings_for(
             tmp_path,
             apps=load_apps(tmp_path / "push.toml"),
-            engine=engine,
+            engine="redis" if cluster else engine,
+            redis_cluster=cluster,
             redis_url=url or "redis://127.0.0.1:6379/0",
             push_dispatcher=False,
         )

@@ -72,6 +72,22 @@ def test_fanout_benchmark_drives_the_transport_floor_beside_rtt():
     }
 
 
+@pytest.mark.timeout(150)
+def test_fanout_benchmark_drives_rtt_on_its_own_redis_cluster():
+    """`--engine redis-cluster --masters 2` starts a 2-master cluster, runs rtt on it, delivers
+    everything exactly once and sums Redis's figures over both masters."""
+    command = [sys.executable, "-m", "loadtest.fanout", "--target", "rtt"]
+    command += ["--engine", "redis-cluster", "--masters", "2"]
+    command += ["--sockets", "20", "--recipients", "20", "--messages", "3", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout)["rtt"]
+    assert result["engine"] == "redis-cluster" and result["redis_masters"] == 2
+    assert result["deliveries"] == 3 * 20, result
+    assert result["lost"] == 0 and result["gaps"] == 0 and result["duplicates"] == 0, result
+    assert result["redis_calls_per_send"]["spublish"] == 1, result  # sharded fan-out
+
+
 @pytest.mark.timeout(node_server.INSTALL_SECONDS + 150)
 def test_fanout_benchmark_drives_socketio_on_node_beside_rtt():
     """`--target rtt,node` drives socket.io on Node.js with the python peer's socket and send:

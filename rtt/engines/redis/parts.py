@@ -2,13 +2,15 @@
 
 On one Redis a write is all its parts in one script call, atomic as before. On a cluster a
 script may only touch keys of one slot, so the parts are grouped by slot and each group is one
-call: a send to 500 recipients becomes a call per distinct slot of its recipients' hash tags,
-pipelined so each master gets its calls in one round trip. Across slots a write is no longer
-atomic: the group of the first part (the message's, whose checks refuse a conflicting change)
-can run alone first; if a later group fails the caller gets the error (503 upstream) and the
-groups already written stay. With `replicas` > 0 a cluster write also waits (WAIT, on the
-connection that wrote) until that many replicas of every master it wrote to hold it, so a
-write acknowledged to the caller survives the failover of any one of those masters.
+call: a send to 500 recipients becomes a call per distinct slot of its recipients' hash tags
+(Redis refuses a script's keys of two slots, even on one master: CROSSSLOT), each master's calls
+packed by hiredis and written at once on one of its connections (bulk.node_pipeline). Redirects
+are handled here, not by redis-py, so a call and its WAIT share a connection. Across slots a
+write is no longer atomic: the group of the first part (the message's, whose checks refuse a
+conflicting change) can run alone first; if a later group fails the caller gets the error (503
+upstream) and the groups already written stay. With `replicas` > 0 a cluster write also waits
+(WAIT, on the connection that wrote) until that many replicas of every master it wrote to hold
+it, so a write acknowledged to the caller survives the failover of any one of those masters.
 """
 
 from __future__ import annotations
