@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -19,6 +20,7 @@ from rtt.engines.redis import keys
 from tests.support.clients import S2S, open_socket, socket
 from tests.support.nodes import redis_nodes
 from tests.support.redis_cluster import RedisClusterProcesses
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
@@ -88,6 +90,11 @@ class Listener:
             await self._task
 
 
+async def _readyz(node: NodeProcess) -> int:
+    async with httpx.AsyncClient(base_url=node.http, timeout=5) as http:
+        return (await http.get("/readyz")).status_code
+
+
 async def _replay(node: NodeProcess, profile: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every stored frame of `profile`, by a resume from 0 on `node`, retried after a 1013."""
     deadline = time.monotonic() + timeout
@@ -116,6 +123,11 @@ async def test_a_killed_master_loses_no_acknowledged_send(tmp_path):
                     acked.append(await _send_until_acked(s2s, profile, len(acked)))
                 await killing
                 acked += [await _send_until_acked(s2s, profile, 100 + i) for i in range(10)]
+                for node in (a, b):  # both subscribed and served again: ready
+                    await eventually(
+                        lambda node=node: _readyz(node), lambda status: status == 200,
+                        timeout=10, what="/readyz 200 after the failover",
+                    )  # fmt: skip
             finally:
                 await s2s.close()
             stored = {f["seq"]: f["data"]["msgId"] for f in await _replay(b, profile)}

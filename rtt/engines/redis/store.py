@@ -225,7 +225,11 @@ class RedisStore:
 
     @guarded
     async def ping(self) -> None:
-        await self._r.ping()
+        if isinstance(self._r, RedisCluster):  # every master, which every write may need; a
+            # replica down (say, a failed master not yet back) leaves writes and reads served
+            await self._r.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self._r.ping()
 
     @guarded
     async def sweep(self) -> None:
