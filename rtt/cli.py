@@ -3,7 +3,7 @@
 `rtt serve` runs one node (`--workers N`: N node processes on one port); `rtt token` mints a
 connection token for a profile; `rtt send` sends a system message from the terminal;
 `rtt status` asks a node how it is doing; `rtt check-config` and `rtt init` check and write the
-apps file.
+apps file; `rtt migrate-redis` moves a Redis of an older rtt to today's key names.
 """
 
 from __future__ import annotations
@@ -243,6 +243,33 @@ def push_worker(args: argparse.Namespace) -> None:
     asyncio.run(run_worker(settings))
 
 
+def migrate_redis(args: argparse.Namespace) -> None:
+    """Rename a Redis written before Redis Cluster support to today's key names (migrate.py)."""
+    from rtt.engines.redis import redis_client
+    from rtt.engines.redis.migrate import NodesRunning, migrate
+
+    url = args.redis_url or os.environ.get("RTT_REDIS_URL")
+    if not url:
+        sys.exit("rtt migrate-redis: needs --redis-url (or RTT_REDIS_URL)")
+
+    async def run() -> None:
+        client = redis_client(url, timeout=HTTP_TIMEOUT, pool_size=2)
+        try:
+            moved = await migrate(client)
+        except NodesRunning as e:
+            sys.exit(f"rtt migrate-redis: {e}")
+        finally:
+            await client.aclose()
+        print(f"rtt migrate-redis: {moved.renamed} keys renamed")
+        if moved.conflicts:
+            sys.exit(
+                f"rtt migrate-redis: {len(moved.conflicts)} keys left under their old names"
+                f" because the new name is taken (first: {moved.conflicts[0]})"
+            )
+
+    asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="rtt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -322,5 +349,14 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--database", help="SQLite file of the local engine (RTT_DATABASE)")
     w.add_argument("--log-level", default="info")
     w.set_defaults(run=push_worker)
+    r = commands.add_parser(
+        "migrate-redis",
+        help="rename a Redis written before Redis Cluster support to today's key names",
+        description="Rename, in place, the keys an rtt older than Redis Cluster support wrote"
+        " (an app's shared keys and the epoch) to their hash-tagged names. Stop every node"
+        " first; a node refuses to start on the old names. Safe to run again.",
+    )
+    r.add_argument("--redis-url", help="the Redis (default: RTT_REDIS_URL)")
+    r.set_defaults(run=migrate_redis)
     args = parser.parse_args(argv)
     args.run(args)

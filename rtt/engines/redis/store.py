@@ -34,6 +34,7 @@ from rtt.engines.base import (
 )
 from rtt.engines.redis import keys, query
 from rtt.engines.redis.idempotency import RedisClaims
+from rtt.engines.redis.migrate import refuse_legacy_layout
 from rtt.engines.redis.parts import Part, Writer, slot
 from rtt.engines.redis.scripts import Scripts
 from rtt.protocol import Frame, dumps, json_strings, loads
@@ -203,6 +204,8 @@ class RedisStore:
     # --- lifecycle and epoch -------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self._cluster:  # a cluster store is new: it never had the old key names
+            await refuse_legacy_layout(self._r)
         await self.check_epoch()
 
     @guarded
