@@ -295,7 +295,10 @@ class RedisStore:
 
     @staticmethod
     def _seqs(size: int, groups: list[list[int]], answers: list[list[Any]]) -> list[int]:
-        """Each recipient's seq, from the answer of its slot's part."""
+        """Each recipient's seq, from the answer of its slot's part (already in order when one
+        part holds every recipient: a 100 000-long loop here held the event loop 10 ms)."""
+        if len(groups) == 1:
+            return answers[0]
         seqs = [0] * size
         for group, answer in zip(groups, answers, strict=True):
             for i, seq in zip(group, answer, strict=True):
@@ -314,11 +317,13 @@ class RedisStore:
         pushes: list[PushEntry],
     ) -> list[int]:
         m, fid = message, uuid.uuid4().hex
-        holders = [f"inbox|{p}" for p in inbox] + ([f"sent|{sent_by}"] if sent_by else [])
+        holders = await sliced(inbox, lambda some: [f"inbox|{p}" for p in some])
+        if sent_by:
+            holders.append(f"sent|{sent_by}")
         parts = [
             Part("message", [keys.message(app, m.msg_id), keys.holders(app, m.msg_id)], [
                 m.msg_id, m.from_id or "", dumps(m.sender), dumps(m.to), m.msg_cr, m.content,
-                m.reply_to or "", dumps(holders),
+                m.reply_to or "", await _json_array(holders, str),
             ]),
             Part("index", [*keys.message_orders(app), keys.message_counter(app),
                            keys.message_numbers(app)], [m.msg_id, m.msg_cr]),
