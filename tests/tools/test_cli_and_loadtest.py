@@ -50,6 +50,21 @@ def test_fanout_benchmark_runs_rtt_and_the_socketio_peer_without_loss():
     }
 
 
+@pytest.mark.timeout(120)
+def test_redis_cost_benchmark_measures_the_store_against_its_floor():
+    """`loadtest.redis_cost` sends through the redis engine's store and through the one-ZADD
+    floor, each on a redis-server of its own, and reports Redis's CPU per delivery of both."""
+    command = [sys.executable, "-m", "loadtest.redis_cost"]
+    command += ["--profiles", "200", "--recipients", "100", "--sends", "5"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    assert (report["recipients"], report["sends"]) == (100, 5)
+    cost = report["redis_cpu_us_per_delivery"]
+    assert cost["rtt"] > 0 and cost["floor_one_zadd"] > 0
+    assert report["rtt_over_floor"] > 0
+
+
 @pytest.mark.timeout(150)
 def test_fanout_benchmark_drives_the_transport_floor_beside_rtt():
     """`--target rtt,floor` drives the picows floor peer with the same generator: it delivers
