@@ -6,9 +6,9 @@ in slices), so those passes promote them to the oldest generation, which then se
 collections over every object the node holds, each a pause for every socket on the node
 (measured with three 100 000-recipient sends: six full collections of up to 113 ms). With a
 young generation of YOUNG objects a send's short-lived work dies young, and what start-up
-built is frozen out of every collection. A young pass walks up to YOUNG objects: at 50 000 one
-took 7-10 ms in the middle of a 100 000-recipient send (the push entries being built), at
-10 000 it takes 1-2 ms, with no change in deliveries/s or CPU per delivery on the fan-out
+built is frozen out of every collection. A young pass walks up to YOUNG objects (and what
+young lists hold): during three 100 000-recipient sends the longest took 6.5-7.4 ms at 50 000
+and 2.9-3.5 ms at 10 000, with no change in deliveries/s or CPU per delivery on the fan-out
 benchmark; a middle pass still comes once per YOUNG * MIDDLE = 1 000 000 allocations.
 
 The GIL: the local engine's database thread does Python work per recipient of a send (seqs,
