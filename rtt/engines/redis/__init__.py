@@ -36,6 +36,18 @@ def _no_maintenance_notifications() -> dict[str, Any]:
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
+def _connection_options(timeout: float) -> dict[str, Any]:
+    """Every connection's options, on one Redis or a cluster: `timeout` for each read, write
+    and connect; no retries (see redis_client); a health check before reusing an idle one."""
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 5,
+        **_no_maintenance_notifications(),
+    }
+
+
 def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
     """A pool of at most `pool_size` connections where callers queue (up to `timeout`) for a
     connection instead of failing.
@@ -43,14 +55,7 @@ def redis_client(url: str, timeout: float, pool_size: int) -> Redis:
     No automatic retries: a write whose reply was lost must not be sent twice behind our back;
     the caller gets 503 and retries (with an Idempotency-Key) instead."""
     pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=5,
-        **_no_maintenance_notifications(),
+        url, max_connections=pool_size, timeout=timeout, **_connection_options(timeout)
     )
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 
@@ -63,16 +68,9 @@ def cluster_client(url: str, timeout: float, pool_size: int) -> Cluster:
     connection broke fails, the client learns the cluster's layout again, the caller gets
     503 and retries; after a failover the next command finds the promoted replica."""
     client = Cluster.from_url(
-        url,
-        turns=pool_size,
-        wait=timeout,
-        max_connections=pool_size,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=5,
-        **_no_maintenance_notifications(),
-    )
+        url, turns=pool_size, wait=timeout, max_connections=pool_size,
+        **_connection_options(timeout),
+    )  # fmt: skip
     assert isinstance(client, Cluster)
     return client
 
