@@ -264,7 +264,8 @@ def migrate_redis(args: argparse.Namespace) -> None:
         if moved.conflicts:
             sys.exit(
                 f"rtt migrate-redis: {len(moved.conflicts)} keys left under their old names"
-                f" because the new name is taken (first: {moved.conflicts[0]})"
+                f" because the new name is taken (first: {moved.conflicts[0]}); the epoch was"
+                " not moved, so nodes still refuse to start: resolve them and run it again"
             )
 
     asyncio.run(run())

@@ -195,3 +195,26 @@ async def test_migrate_moves_an_old_layout_in_place(tmp_path: Path, clean_redis:
         finally:
             await s2s.close()
     client.close()
+
+
+def test_a_taken_new_name_is_reported_and_keeps_nodes_out(clean_redis: str):
+    """Fails if a key whose new name is taken is overwritten, or if the epoch moves anyway
+    (nodes would then start on a store missing that key); once resolved, a rerun finishes."""
+    client = redis.Redis.from_url(clean_redis)
+    client.set("rtt:epoch", "e1")
+    client.zadd("rtt:4:demo:messages", {"old": 1})
+    client.zadd("rtt:{4:demo}:messages", {"new": 1})  # written by a node of the new version
+    client.sadd("rtt:4:demo:rc:senders", "ops")
+    first = migrate_cli(clean_redis)
+    assert first.returncode != 0 and "left under their old names" in first.stderr
+    assert "rtt:4:demo:messages" in first.stderr and "epoch was not moved" in first.stderr
+    assert client.exists("rtt:epoch") and not client.exists(keys.EPOCH)
+    assert client.zrange("rtt:4:demo:messages", 0, -1) == [b"old"]
+    assert client.zrange("rtt:{4:demo}:messages", 0, -1) == [b"new"]
+    assert client.smembers("rtt:{4:demo}:rc:senders") == {b"ops"}  # the others moved
+    client.delete("rtt:{4:demo}:messages")
+    second = migrate_cli(clean_redis)
+    assert second.returncode == 0 and "1 keys renamed" in second.stdout, second.stderr
+    assert client.get(keys.EPOCH) == b"e1" and not client.exists("rtt:epoch")
+    assert client.zrange("rtt:{4:demo}:messages", 0, -1) == [b"old"]
+    client.close()

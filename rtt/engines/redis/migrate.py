@@ -71,7 +71,8 @@ class Moved:
 
 async def migrate(client: Redis) -> Moved:
     """Rename every key of the old layout to its current name, rewrite the key names held in
-    the outbox set and the dropped-entries hash, then move the epoch (last, see the module)."""
+    the outbox set and the dropped-entries hash, then move the epoch (last, see the module;
+    not at all if a key could not be renamed)."""
     alive = await _live_nodes(client)
     if alive:
         raise NodesRunning(
@@ -89,6 +90,8 @@ async def migrate(client: Redis) -> Moved:
             batch = []
     await _rename(client, batch, moved)
     await _rewrite_names(client)
+    if moved.conflicts:  # the epoch stays: nodes refuse to start until they are resolved
+        return moved
     async with client.pipeline(transaction=True) as pipe:
         for old, new in ((LEGACY_WRITES, keys.WRITES), (LEGACY_EPOCH, keys.EPOCH)):
             pipe.copy(old, new, replace=True)
@@ -116,16 +119,17 @@ async def _rename(client: Redis, batch: list[tuple[str, str]], moved: Moved) -> 
             pipe.renamenx(old, new)
         done = await pipe.execute(raise_on_error=False)
     for (old, _), ok in zip(batch, done, strict=True):
-        if ok is True or ok == 1:
+        if isinstance(ok, Exception):  # the key vanished since SCAN (expired): nothing to move
+            continue
+        if ok:
             moved.renamed += 1
-        elif ok == 0:
+        else:
             moved.conflicts.append(old)
-        # an error: the key vanished since SCAN (expired), nothing to move
 
 
 async def _rewrite_names(client: Redis) -> None:
-    """The sets and hashes whose members are key names or app ids, merged into their new keys
-    in one transaction each."""
+    """The sets and the hash whose members are key names or app ids, merged into their new
+    keys in one transaction."""
     outboxes = [m.decode() for m in await client.smembers(LEGACY_OUTBOXES)]
     dropped = {k.decode(): int(v) for k, v in (await client.hgetall(keys.PUSH_DROPPED)).items()}
     renamed_fields = {k: current_name(k) for k in dropped}
