@@ -38,7 +38,8 @@ from rtt.core.registry import Operations
 from rtt.engines.base import Engine, Retention
 from rtt.engines.local import local_engine
 from rtt.engines.redis import redis_engine
-from rtt.http_protocol import HttpLimits, http_protocol
+from rtt.front_door import front_door
+from rtt.http_protocol import HttpLimits
 from rtt.metrics import Metrics
 from rtt.push.providers import Providers
 from rtt.realtime.hub import Hub
@@ -180,7 +181,7 @@ def server_config(settings: Settings, **log_options: Any) -> uvicorn.Config:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        http=http_protocol(limits),
+        http=front_door(limits),
         ws=WebSocketProtocol,
         # typed int by uvicorn, but it is only ever handed to call_later (seconds, a float)
         timeout_keep_alive=settings.http_keepalive_seconds,  # type: ignore[arg-type]

@@ -147,7 +147,7 @@ class _Edge:
 
 # what the connection is waiting for: nothing yet (just accepted), the rest of a head, the rest
 # of a body, or nothing (between requests, or handed over to a WebSocket protocol)
-_WAITING, _HEAD, _BODY, _IDLE = range(4)
+WAITING, _HEAD, _BODY, _IDLE = range(4)
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
@@ -164,7 +164,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._phase = _WAITING
+        self._phase = WAITING
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -176,10 +176,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         edge = self.edge
         if len(self.connections) >= edge.limits.max_connections:
-            _Refusal.answer(transport, edge)
+            Refusal.answer(transport, edge)
             return
         super().connection_made(transport)
-        self._arm(_WAITING, edge.limits.header_timeout)
+        self.arm(WAITING, edge.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         # bytes read while no body is due belong to a head (a read that ends a body and starts
@@ -188,7 +188,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         super().data_received(data)
         if (
-            self._phase in (_WAITING, _HEAD)
+            self._phase in (WAITING, _HEAD)
             and self._head_bytes > self.edge.limits.max_head_bytes
             and not self.transport.is_closing()
         ):
@@ -213,15 +213,15 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._phase == _WAITING:  # the first request: its deadline runs from accept
+        if self._phase == WAITING:  # the first request: its deadline runs from accept
             self._phase = _HEAD
         else:
-            self._arm(_HEAD, self.edge.limits.header_timeout)
+            self.arm(_HEAD, self.edge.limits.header_timeout)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._head_bytes = 0
-        self._arm(_BODY, self.edge.limits.body_timeout)
+        self.arm(_BODY, self.edge.limits.body_timeout)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -249,7 +249,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     # --- deadlines ---------------------------------------------------------------------------
 
-    def _arm(self, phase: int, timeout: float) -> None:
+    def arm(self, phase: int, timeout: float) -> None:
         """Enter `phase`, due `timeout` seconds from now; the timer only moves if it would fire
         after the new deadline."""
         deadline = self.loop.time() + timeout
@@ -281,7 +281,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class _Refusal(asyncio.Protocol):
+class Refusal(asyncio.Protocol):
     """A connection accepted over the ceiling: answered 503, then half-closed, its input
     discarded until the peer closes or `linger` passes."""
 
@@ -302,7 +302,7 @@ class _Refusal(asyncio.Protocol):
         transport.write_eof()
         edge.lingering += 1
         timer = asyncio.get_running_loop().call_later(edge.limits.linger, transport.abort)
-        transport.set_protocol(_Refusal(edge, timer))
+        transport.set_protocol(Refusal(edge, timer))
 
     def data_received(self, data: bytes) -> None:
         pass  # the request is refused whatever it says

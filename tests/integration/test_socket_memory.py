@@ -10,7 +10,7 @@ import gc
 
 from rtt.http_protocol import EdgeHttpProtocol
 from rtt.websocket.protocol import WebSocketProtocol
-from tests.support.clients import open_socket
+from tests.support.raw_ws import open_raw_in_pieces
 from tests.support.server import RunningServer
 
 SOCKETS = 5
@@ -36,7 +36,9 @@ async def test_an_upgrade_frees_the_http_protocol_at_once(server: RunningServer)
     gc.collect()
     gc.disable()
     try:
-        sockets = [await open_socket(server, f"idle{i}") for i in range(SOCKETS)]
+        sockets = [
+            await open_raw_in_pieces(server.settings.port, f"idle{i}") for i in range(SOCKETS)
+        ]
         leftovers = _upgraded_http_protocols()
     finally:
         gc.enable()
@@ -44,5 +46,5 @@ async def test_an_upgrade_frees_the_http_protocol_at_once(server: RunningServer)
         assert len(sockets) == SOCKETS
         assert leftovers == [], f"{len(leftovers)} HTTP protocols outlived their upgrade"
     finally:
-        for rtt in sockets:
-            await rtt.close()
+        for raw in sockets:
+            raw.writer.close()

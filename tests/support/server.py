@@ -102,6 +102,11 @@ class RunningServer:
         return self.app.state.node
 
     @property
+    def protocol_class(self) -> type:
+        """The protocol uvicorn builds for each accepted connection (rtt/front_door.py)."""
+        return self._server.config.http_protocol_class  # type: ignore[no-any-return]
+
+    @property
     def connections(self) -> int:
         """Open HTTP and WebSocket connections, as uvicorn counts them."""
         return len(self._server.server_state.connections)
