@@ -3,7 +3,7 @@
 `rtt serve` runs one node (`--workers N`: N node processes on one port); `rtt token` mints a
 connection token for a profile; `rtt send` sends a system message from the terminal;
 `rtt status` asks a node how it is doing; `rtt check-config` and `rtt init` check and write the
-apps file; `rtt migrate-redis` moves a Redis of an older rtt to today's key names.
+apps file; `rtt migrate-redis` moves a Redis of an older rtt to today's key layout.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def push_worker(args: argparse.Namespace) -> None:
 
 
 def migrate_redis(args: argparse.Namespace) -> None:
-    """Rename a Redis written before Redis Cluster support to today's key names (migrate.py)."""
+    """Move a Redis written by an older rtt to today's key layout (migrate.py)."""
     from rtt.engines.redis import redis_client
     from rtt.engines.redis.migrate import NodesRunning, migrate
 
@@ -260,7 +260,10 @@ def migrate_redis(args: argparse.Namespace) -> None:
             sys.exit(f"rtt migrate-redis: {e}")
         finally:
             await client.aclose()
-        print(f"rtt migrate-redis: {moved.renamed} keys renamed")
+        print(
+            f"rtt migrate-redis: {moved.renamed} keys renamed,"
+            f" {moved.folded} seqs moved into their boxes"
+        )
         if moved.conflicts:
             sys.exit(
                 f"rtt migrate-redis: {len(moved.conflicts)} keys left under their old names"
@@ -352,10 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     w.set_defaults(run=push_worker)
     r = commands.add_parser(
         "migrate-redis",
-        help="rename a Redis written before Redis Cluster support to today's key names",
-        description="Rename, in place, the keys an rtt older than Redis Cluster support wrote"
-        " (an app's shared keys and the epoch) to their hash-tagged names. Stop every node"
-        " first; a node refuses to start on the old names. Safe to run again.",
+        help="move a Redis written by an older rtt to today's key layout",
+        description="Move, in place, what an older rtt wrote to today's key layout: an app's"
+        " shared keys and the epoch to their hash-tagged names, each profile's seq into its"
+        " box. Stop every node first; a node refuses to start on an older layout. Safe to run"
+        " again.",
     )
     r.add_argument("--redis-url", help="the Redis (default: RTT_REDIS_URL)")
     r.set_defaults(run=migrate_redis)

@@ -117,7 +117,7 @@ async def test_a_killed_master_loses_no_acknowledged_send(tmp_path):
             s2s = S2S(a)
             try:
                 acked = [await _send_until_acked(s2s, profile, i) for i in range(10)]
-                victim = cluster.master_of(keys.seq("demo", profile))
+                victim = cluster.master_of(keys.box("demo", profile))
                 killing = asyncio.create_task(asyncio.to_thread(cluster.fail_over, victim))
                 while not killing.done():  # sends while the master dies and is replaced
                     acked.append(await _send_until_acked(s2s, profile, len(acked)))

@@ -1,9 +1,11 @@
-"""`rtt migrate-redis`: a Redis written under the key names of before Redis Cluster support is
-moved in place, a node refuses to start on it until then, and nothing stored changes: the same
-values and TTLs, the outbox's consumer group, the same epoch (clients resume without RESYNC).
+"""`rtt migrate-redis`: a Redis written in an older key layout (before Redis Cluster support;
+then with a seq key per profile) is moved in place, a node refuses to start on it until then,
+and nothing stored changes: the same values and TTLs, the outbox's consumer group, every seq,
+the same epoch (clients resume without RESYNC).
 
-The old layout is made by renaming what today's node wrote back to the old names (the inverse
-of `current_name`): the values an older rtt wrote are the same, only the names moved."""
+The oldest layout is made by moving what today's node wrote back (the inverse of
+`current_name`, and each box's seq field back into a key of its own): the values an older rtt
+wrote are the same, only where they live moved."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from rtt.engines.redis import keys
-from rtt.engines.redis.migrate import current_name
+from rtt.engines.redis import keys, redis_engine
+from rtt.engines.redis.migrate import LegacyLayout, current_name
 from tests.support.clients import S2S, socket
 from tests.support.server import free_port, running
 from tests.support.server import test_settings as settings_for
@@ -31,6 +33,7 @@ OLD_CROSS_APP = {
     keys.EVENT_APPS: "rtt:event_apps",
 }
 REWRITTEN = {keys.OUTBOXES, keys.EVENT_APPS, keys.PUSH_DROPPED}  # compared by content
+LEGACY_SEQ = ":seq"
 
 
 def legacy_name(name: str) -> str:
@@ -45,9 +48,19 @@ def legacy_name(name: str) -> str:
     return f"rtt:{match[1]}:{name[match.end() : end]}{name[end + 1 :]}"
 
 
-def to_legacy_layout(client: redis.Redis) -> int:
-    """Rename every key to its old name and rewrite the names held in values; the number of
-    app keys whose name changed (what the migration has to rename back)."""
+def to_legacy_layout(client: redis.Redis) -> tuple[int, int]:
+    """Move every seq out of its box into a key of its own, rename every key to its old name
+    and rewrite the names held in values; (app keys whose name changed, seqs moved out): what
+    the migration has to move back."""
+    seqs = 0
+    for raw in list(client.scan_iter(match="{p:*}" + keys.BOX, count=1000)):
+        box = raw.decode()
+        seq = client.hget(box, keys.SEQ_FIELD)
+        if seq is not None:
+            client.hdel(box, keys.SEQ_FIELD)
+            client.set(box[: -len(keys.BOX)] + LEGACY_SEQ, seq)
+            seqs += 1
+    client.delete(keys.LAYOUT)
     renamed = 0
     for raw in list(client.scan_iter(count=1000)):
         name = raw.decode()
@@ -61,7 +74,7 @@ def to_legacy_layout(client: redis.Redis) -> int:
     for field, value in client.hgetall(keys.PUSH_DROPPED).items():
         client.hdel(keys.PUSH_DROPPED, field)
         client.hset(keys.PUSH_DROPPED, legacy_name(field.decode()), value)
-    return renamed
+    return renamed, seqs
 
 
 def snapshot(client: redis.Redis) -> dict[str, object]:
@@ -71,7 +84,7 @@ def snapshot(client: redis.Redis) -> dict[str, object]:
     for raw in client.scan_iter(count=1000):
         name = raw.decode()
         kind = client.type(name).decode()
-        if name in REWRITTEN:
+        if name in REWRITTEN or name.endswith(keys.BOX):  # a box gets its seq field back
             value: object = client.smembers(name) if kind == "set" else client.hgetall(name)
         elif kind == "stream":
             groups = client.xinfo_groups(name)
@@ -154,8 +167,9 @@ async def test_migrate_moves_an_old_layout_in_place(tmp_path: Path, clean_redis:
     client = redis.Redis.from_url(clean_redis)
     assert int(client.hget(keys.PUSH_DROPPED, keys.outbox("demo")) or 0) > 0
     before = snapshot(client)
-    app_keys = to_legacy_layout(client)
-    assert app_keys >= 5 and client.exists("rtt:epoch") and not client.exists(keys.EPOCH)
+    app_keys, seqs = to_legacy_layout(client)
+    assert app_keys >= 5 and seqs >= 3
+    assert client.exists("rtt:epoch") and not client.exists(keys.EPOCH)
     legacy = snapshot(client)
 
     port = free_port()
@@ -176,10 +190,10 @@ async def test_migrate_moves_an_old_layout_in_place(tmp_path: Path, clean_redis:
 
     done = migrate_cli(clean_redis)
     assert done.returncode == 0, done.stderr
-    assert f"{app_keys} keys renamed" in done.stdout
+    assert f"{app_keys} keys renamed, {seqs} seqs moved" in done.stdout
     assert snapshot(client) == before
     again = migrate_cli(clean_redis)
-    assert again.returncode == 0 and "0 keys renamed" in again.stdout
+    assert again.returncode == 0 and "0 keys renamed, 0 seqs moved" in again.stdout
     assert snapshot(client) == before
 
     settings = settings_for(tmp_path, engine="redis", redis_url=clean_redis)
@@ -216,5 +230,31 @@ def test_a_taken_new_name_is_reported_and_keeps_nodes_out(clean_redis: str):
     second = migrate_cli(clean_redis)
     assert second.returncode == 0 and "1 keys renamed" in second.stdout, second.stderr
     assert client.get(keys.EPOCH) == b"e1" and not client.exists("rtt:epoch")
+    assert client.get(keys.LAYOUT) == keys.LAYOUT_VERSION
     assert client.zrange("rtt:{4:demo}:messages", 0, -1) == [b"old"]
     client.close()
+
+
+async def test_a_store_with_a_seq_key_per_profile_is_refused_then_folded(clean_redis: str):
+    """Fails if a node starts on layout 1 (hash-tagged names, a seq key per profile: it would
+    number every profile's frames from 1 again), or the migration loses a seq or an entry."""
+    client = redis.Redis.from_url(clean_redis)
+    client.set(keys.EPOCH, "e1")
+    client.set(keys.box("demo", "p1")[: -len(keys.BOX)] + LEGACY_SEQ, 41)
+    client.hset(keys.box("demo", "p1"), "inbox:m1", "[0,1,1,1]")
+    engine = redis_engine(
+        clean_redis, timeout=2.0, probe_interval=0.2, presence_ttl=1.0,
+        stream_max_items=10, stream_max_seconds=3600,
+    )  # fmt: skip
+    try:
+        with pytest.raises(LegacyLayout):
+            await engine.store.start()
+        done = migrate_cli(clean_redis)
+        assert done.returncode == 0 and "1 seqs moved" in done.stdout, done.stderr
+        assert client.hgetall(keys.box("demo", "p1")) == {b"#seq": b"41", b"inbox:m1": b"[0,1,1,1]"}
+        await engine.store.start()
+        assert engine.store.epoch == "e1"
+        assert await engine.store.latest_seq("demo", "p1") == 41
+    finally:
+        await engine.close()
+        client.close()

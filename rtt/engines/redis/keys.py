@@ -18,6 +18,8 @@ EPOCH = "{rtt}:epoch"
 WRITES = "{rtt}:writes"
 OUTBOXES = "{rtt}:outboxes"  # set of every outbox stream's key: what the sweep trims
 EVENT_APPS = "{rtt}:event_apps"  # set of the app ids that have stored events
+LAYOUT = "{rtt}:layout"  # the key layout the store is written in (LAYOUT_VERSION; migrate.py)
+LAYOUT_VERSION = b"2"
 FANOUT_CHANNEL = "rtt:fanout"
 NODES = "rtt:nodes"
 PUSH_DROPPED = "rtt:push_dropped"  # hash: outbox key → entries retention dropped
@@ -39,18 +41,16 @@ def profile(app: str, profile_id: str) -> str:
     return f"{{p:{_app(app)}:{profile_id}}}"
 
 
-SEQ, STREAM, BOX, EVENTS, EVENT_ORDER = ":seq", ":stream", ":box", ":events", ":evorder"
+STREAM, BOX, EVENTS, EVENT_ORDER = ":stream", ":box", ":events", ":evorder"
+SEQ_FIELD = "#seq"  # the box hash's field holding the profile's last seq (lua/_stream.lua)
 
 
 def profile_keys(app: str, profile_ids: Iterable[str], *suffixes: str) -> list[str]:
     """The keys `profile(app, p) + suffix` for every profile and suffix, profile by profile:
-    the same names as `seq`, `box`… built in one pass, as a send to 100 000 recipients needs."""
+    the same names as `box`, `stream`… built in one pass, as a send to 100 000 recipients
+    needs."""
     head = f"{{p:{_app(app)}:"
     return [f"{head}{p}}}{suffix}" for p in profile_ids for suffix in suffixes]
-
-
-def seq(app: str, profile_id: str) -> str:
-    return profile(app, profile_id) + SEQ
 
 
 def stream(app: str, profile_id: str) -> str:
@@ -58,7 +58,9 @@ def stream(app: str, profile_id: str) -> str:
 
 
 def box(app: str, profile_id: str) -> str:
-    """Hash of `<msgbox>:<msgId>` → `[read, mbCr, mbUp, mbVer]`."""
+    """Hash of `<msgbox>:<msgId>` → `[read, mbCr, mbUp, mbVer]`, and SEQ_FIELD → the profile's
+    last seq (no box field is a msgbox without a `:`): a send's one HSET per recipient writes
+    both its inbox entry and its seq."""
     return profile(app, profile_id) + BOX
 
 

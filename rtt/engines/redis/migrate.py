@@ -1,15 +1,18 @@
-"""Moving a Redis written by rtt before Redis Cluster support to today's key names.
+"""Moving a Redis written by an older rtt to today's key layout (keys.LAYOUT_VERSION).
 
-Before, an app's shared keys were `rtt:<len>:<app>:<suffix>` and the keys every send touches
-`rtt:epoch`, `rtt:writes`, `rtt:outboxes`, `rtt:event_apps`; today they carry hash tags
-(`rtt:{<len>:<app>}:<suffix>`, `{rtt}:…`, keys.py) so that each group is one Cluster slot.
-Profile, message and frame keys kept their names. Without this move a node would see an empty
-store and every client would RESYNC, so a node refuses to start on the old layout
-(`refuse_legacy_layout`) and `rtt migrate-redis` renames the keys in place: RENAME keeps each
-value, its TTL and a stream's consumer groups, and no value is copied.
+Layout 0 (before Redis Cluster support): an app's shared keys were `rtt:<len>:<app>:<suffix>`
+and the keys every send touches `rtt:epoch`, `rtt:writes`, `rtt:outboxes`, `rtt:event_apps`;
+today they carry hash tags (`rtt:{<len>:<app>}:<suffix>`, `{rtt}:…`, keys.py) so that each
+group is one Cluster slot. Layout 1 (those names, unreleased): a profile's seq was a key of its
+own, `{p:…}:seq`; today it is the `#seq` field of the profile's box hash, so a send writes one
+key fewer per recipient. Profile, message and frame keys kept their names.
 
-Run it with every node stopped. It can be run again after an interruption: the epoch moves
-last, so until it has moved nodes still refuse to start, and keys already moved are skipped.
+Without the move a node would see an empty store and every client would RESYNC, so a node
+refuses to start on an older layout (`refuse_legacy_layout`) and `rtt migrate-redis` moves the
+data in place: RENAME keeps each value, its TTL and a stream's consumer groups; a seq becomes a
+field of its box. Run it with every node stopped, on a single Redis (a Redis Cluster was never
+written in an older layout). It can be run again after an interruption: the epoch and the
+layout mark move last, so until then nodes still refuse to start, and what moved is skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.redis import keys
 
@@ -25,6 +29,7 @@ LEGACY_EPOCH = "rtt:epoch"
 LEGACY_WRITES = "rtt:writes"
 LEGACY_OUTBOXES = "rtt:outboxes"
 LEGACY_EVENT_APPS = "rtt:event_apps"
+LEGACY_SEQ = ":seq"  # a profile's seq key: `{p:<len>:<app>:<profile>}:seq`
 
 BATCH = 500  # renames per round trip
 _APP_KEY = re.compile(r"rtt:(\d+):")
@@ -51,21 +56,26 @@ def current_name(legacy: str) -> str | None:
     return f"rtt:{{{size}:{app}}}{rest}"
 
 
-async def refuse_legacy_layout(client: Redis) -> None:
-    """Raise LegacyLayout when the store was written under the old names and not moved yet:
-    starting on it would hide every stored message and make every client RESYNC."""
-    if await client.exists(LEGACY_EPOCH):
+async def refuse_legacy_layout(client: Redis | RedisCluster) -> None:
+    """Raise LegacyLayout when the store was written in an older layout and not moved yet:
+    starting on it would hide every stored message (or seq) and make every client RESYNC. A
+    store with no epoch yet is new: the epoch script marks its layout."""
+    legacy = await client.exists(LEGACY_EPOCH)
+    epoch, layout = await client.mget([keys.EPOCH, keys.LAYOUT])  # one slot: {rtt}
+    if legacy or (epoch is not None and layout != keys.LAYOUT_VERSION):
         raise LegacyLayout(
-            "this Redis holds rtt data under the key names of before Redis Cluster support;"
-            " stop every node and run once: rtt migrate-redis --redis-url <this Redis>"
+            "this Redis holds rtt data in an older key layout; stop every node and run once:"
+            " rtt migrate-redis --redis-url <this Redis>"
         )
 
 
 @dataclass
 class Moved:
-    """What `migrate` did: keys renamed, and old keys left because their new name was taken."""
+    """What `migrate` did: keys renamed, seqs folded into their boxes, and old keys left
+    because their new name was taken."""
 
     renamed: int = 0
+    folded: int = 0
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -90,14 +100,38 @@ async def migrate(client: Redis) -> Moved:
             batch = []
     await _rename(client, batch, moved)
     await _rewrite_names(client)
+    seqs: list[str] = []
+    async for raw in client.scan_iter(match="{p:*}" + LEGACY_SEQ, count=1000):
+        seqs.append(raw.decode("utf-8", "surrogateescape"))
+        if len(seqs) >= BATCH:
+            moved.folded += await _fold_seqs(client, seqs)
+            seqs = []
+    moved.folded += await _fold_seqs(client, seqs)
     if moved.conflicts:  # the epoch stays: nodes refuse to start until they are resolved
         return moved
     async with client.pipeline(transaction=True) as pipe:
         for old, new in ((LEGACY_WRITES, keys.WRITES), (LEGACY_EPOCH, keys.EPOCH)):
             pipe.copy(old, new, replace=True)
             pipe.delete(old)
+        pipe.set(keys.LAYOUT, keys.LAYOUT_VERSION)
         await pipe.execute()
     return moved
+
+
+async def _fold_seqs(client: Redis, names: list[str]) -> int:
+    """Each `{p:…}:seq` becomes the SEQ_FIELD of the profile's box, in one transaction per
+    batch (a seq key that vanished since SCAN is skipped); how many were folded."""
+    if not names:
+        return 0
+    values = await client.mget(names)
+    async with client.pipeline(transaction=True) as pipe:
+        for name, value in zip(names, values, strict=True):
+            if value is not None:
+                box = name[: -len(LEGACY_SEQ)] + keys.BOX
+                pipe.hset(box, keys.SEQ_FIELD, value)
+                pipe.delete(name)
+        await pipe.execute()
+    return sum(value is not None for value in values)
 
 
 async def _live_nodes(client: Redis) -> list[str]:

@@ -120,6 +120,8 @@ async def _json_array(items: Sequence[T], entry: Callable[[T], Any]) -> bytes:
     return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
+_SEQ_FIELD = keys.SEQ_FIELD.encode()  # as a box read returns it
+
 _BUT_PROFILE = operator.itemgetter(1, 2, 3, 4, 5, 6)  # a PushEntry's fields after `profile`
 
 
@@ -204,15 +206,15 @@ class RedisStore:
     # --- lifecycle and epoch -------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self._cluster:  # a cluster store is new: it never had the old key names
-            await refuse_legacy_layout(self._r)
+        await refuse_legacy_layout(self._r)
         await self.check_epoch()
 
     @guarded
     async def check_epoch(self) -> bool:
         """Adopt the current epoch; True if it changed since the last check (data was lost)."""
         epoch, writes = await self._scripts.epoch(
-            keys=[keys.EPOCH, keys.WRITES], args=[self.epoch, self._writes_seen, uuid.uuid4().hex]
+            keys=[keys.EPOCH, keys.WRITES, keys.LAYOUT],
+            args=[self.epoch, self._writes_seen, uuid.uuid4().hex, keys.LAYOUT_VERSION],
         )
         epoch = epoch.decode()
         changed = bool(self.epoch) and epoch != self.epoch
@@ -336,7 +338,7 @@ class RedisStore:
         for group in groups:
             some = _pick(inbox, group)
             part_keys = await sliced(
-                some, lambda s: keys.profile_keys(app, s, keys.SEQ, keys.STREAM, keys.BOX)
+                some, lambda s: keys.profile_keys(app, s, keys.BOX, keys.STREAM)
             )
             mids_json = await _json_array(_pick(mids, group), bytes.decode)
             args = [fid, m.msg_id, m.msg_cr, self._max_items, mids_json]
@@ -368,7 +370,7 @@ class RedisStore:
             part_keys = await sliced(
                 _pick(profiles, group),
                 lambda s: keys.profile_keys(
-                    app, s, keys.SEQ, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER, keys.EVENT_SEQS
+                    app, s, keys.BOX, keys.STREAM, keys.EVENTS, keys.EVENT_ORDER, keys.EVENT_SEQS
                 ),
             )
             some_rows = dumps([row[:4] for row in _pick(rows, group)])
@@ -400,9 +402,7 @@ class RedisStore:
             ]  # fmt: skip
             groups = await self._slots(app, holders)
             for group in groups:
-                part_keys = keys.profile_keys(
-                    app, _pick(holders, group), keys.SEQ, keys.STREAM, keys.BOX
-                )
+                part_keys = keys.profile_keys(app, _pick(holders, group), keys.BOX, keys.STREAM)
                 parts.append(Part("touch", part_keys, [action, msg_id, fid, self._max_items]))
             try:
                 answers = await self._write(parts, first_alone=True)
@@ -568,7 +568,7 @@ class RedisStore:
             cursor, fields = await self._r.hscan(
                 keys.box(app, profile), cursor or 0, count=SCAN_COUNT
             )
-            yield {_box_field(f): loads(v) for f, v in fields.items()}
+            yield {_box_field(f): loads(v) for f, v in fields.items() if f != _SEQ_FIELD}
 
     async def _sys_window(self, app: str, q: Query) -> tuple[int, list[query.Row]]:
         """The count and window of a Sys query, read through the app's message index (see
@@ -633,6 +633,8 @@ class RedisStore:
     async def counts(self, app: str, profile: str) -> dict[str, dict[str, int]]:
         out = {box: {"total": 0, "unread": 0} for box in (INBOX, SENT)}
         for field, value in (await self._r.hgetall(keys.box(app, profile))).items():
+            if field == _SEQ_FIELD:
+                continue
             box = field.decode().split(":", 1)[0]
             out[box]["total"] += 1
             if box == INBOX and loads(value)[0] == 0:
@@ -696,7 +698,7 @@ class RedisStore:
     ) -> list[tuple[int, bytes]] | None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zrangebyscore(keys.stream(app, profile), f"({after}", "+inf", start=0, num=limit)
-            pipe.get(keys.seq(app, profile))
+            pipe.hget(keys.box(app, profile), keys.SEQ_FIELD)
             members, latest = await pipe.execute()
         latest_seq = int(latest or 0)
         if after > latest_seq:
@@ -734,7 +736,7 @@ class RedisStore:
 
     @guarded
     async def latest_seq(self, app: str, profile: str) -> int:
-        return int(await self._r.get(keys.seq(app, profile)) or 0)
+        return int(await self._r.hget(keys.box(app, profile), keys.SEQ_FIELD) or 0)
 
     # --- caches ------------------------------------------------------------------------------
 

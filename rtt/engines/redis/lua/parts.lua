@@ -86,44 +86,37 @@ P.index = {
   end,
 }
 
--- Check every recipient's keys, `width` keys each: a seq counter, then `kinds`.
+-- Check every recipient's keys, `width` keys each: its box hash and its stream (read_profile,
+-- _stream.lua), then `kinds`.
 local function need_each(k, nk, width, kinds)
   for r = k, k + nk - 1, width do
-    need_counter(KEYS[r + 1])
+    read_profile(KEYS[r + 1], KEYS[r + 2])
     for i, kind in ipairs(kinds) do
-      need(KEYS[r + 1 + i], kind)
+      need(KEYS[r + 2 + i], kind)
     end
   end
 end
 
--- The next stream item of the recipient whose seq counter and stream are KEYS[r + 1], [r + 2]:
--- its seq, after the stream is trimmed to max_items.
-local function stream_item(r, fid, mid, max_items)
-  local seq = redis.call("INCR", KEYS[r + 1])
-  redis.call("ZADD", KEYS[r + 2], seq, seq .. ":" .. fid .. ":" .. mid)
-  keep_newest(KEYS[r + 2], max_items)
-  return seq
-end
-
--- deliver: a new message to recipients of one slot. KEYS per recipient: seq counter, stream
--- zset, box hash. ARGV frame id, msg_id, msg_cr, max stream items, their mids (json array of
--- strings, aligned). Returns their seqs.
+-- deliver: a new message to recipients of one slot. KEYS per recipient: box hash, stream zset.
+-- ARGV frame id, msg_id, msg_cr, max stream items, their mids (json array of strings,
+-- aligned). Returns their seqs.
 P.deliver = {
   check = function(k, a, nk)
-    if #cjson.decode(ARGV[a + 5]) * 3 ~= nk then
+    if #cjson.decode(ARGV[a + 5]) * 2 ~= nk then
       return redis.error_reply("ERR deliver: argument count")
     end
-    need_each(k, nk, 3, {"zset", "hash"})
+    need_each(k, nk, 2, {})
   end,
   write = function(k, a, nk)
     local fid, msg_id, cr, max_items = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
     local mids = cjson.decode(ARGV[a + 5])
-    local entry = "[0," .. cr .. "," .. cr .. ",1]"
+    local field, entry = "inbox:" .. msg_id, "[0," .. cr .. "," .. cr .. ",1]"
     local seqs = {}
-    for i = 1, nk / 3 do
-      local r = k + 3 * (i - 1)
-      seqs[i] = stream_item(r, fid, mids[i], max_items)
-      redis.call("HSET", KEYS[r + 3], "inbox:" .. msg_id, entry)
+    for i = 1, nk / 2 do
+      local r = k + 2 * (i - 1)
+      local seq = append_item(KEYS[r + 1], KEYS[r + 2], fid, mids[i], max_items)
+      redis.call("HSET", KEYS[r + 1], SEQ, seq, field, entry)
+      seqs[i] = seq
     end
     return seqs
   end,
@@ -151,7 +144,7 @@ P.ages = {
   end,
 }
 
--- events: one event per recipient of one slot. KEYS per recipient: seq counter, stream zset,
+-- events: one event per recipient of one slot. KEYS per recipient: box hash, stream zset,
 -- events hash, event order zset, event seqs zset (each event id by its seq: what
 -- piggybacking follows). ARGV frame id, max stream items, json array of [ev_id, mid, event
 -- json, created_at], aligned. Returns their seqs.
@@ -160,14 +153,15 @@ P.events = {
     if #cjson.decode(ARGV[a + 3]) * 5 ~= nk then
       return redis.error_reply("ERR events: argument count")
     end
-    need_each(k, nk, 5, {"zset", "hash", "zset", "zset"})
+    need_each(k, nk, 5, {"hash", "zset", "zset"})
   end,
   write = function(k, a, nk)
     local fid, max_items, rows = ARGV[a + 1], tonumber(ARGV[a + 2]), cjson.decode(ARGV[a + 3])
     local seqs = {}
     for i, e in ipairs(rows) do
       local r = k + 5 * (i - 1)
-      local seq = stream_item(r, fid, e[2], max_items)
+      local seq = append_item(KEYS[r + 1], KEYS[r + 2], fid, e[2], max_items)
+      redis.call("HSET", KEYS[r + 1], SEQ, seq)
       redis.call("HSET", KEYS[r + 3], e[1], e[3])
       redis.call("ZADD", KEYS[r + 4], e[4], e[1])
       redis.call("ZADD", KEYS[r + 5], seq, e[1])
@@ -243,19 +237,21 @@ P.reindex = {
 }
 
 -- touch: a stream item per holder of one slot for a changed message (and, for a delete, its
--- box entries gone). KEYS per holder: seq counter, stream zset, box hash. ARGV "update" |
--- "delete", msg_id, frame id, max stream items. Returns their seqs.
+-- box entries gone). KEYS per holder: box hash, stream zset. ARGV "update" | "delete",
+-- msg_id, frame id, max stream items. Returns their seqs.
 P.touch = {
-  check = function(k, a, nk) need_each(k, nk, 3, {"zset", "hash"}) end,
+  check = function(k, a, nk) need_each(k, nk, 2, {}) end,
   write = function(k, a, nk)
     local msg_id, fid, max_items = ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
     local seqs = {}
-    for i = 1, nk / 3 do
-      local r = k + 3 * (i - 1)
+    for i = 1, nk / 2 do
+      local r = k + 2 * (i - 1)
       if ARGV[a + 1] == "delete" then
-        redis.call("HDEL", KEYS[r + 3], "inbox:" .. msg_id, "sent:" .. msg_id)
+        redis.call("HDEL", KEYS[r + 1], "inbox:" .. msg_id, "sent:" .. msg_id)
       end
-      seqs[i] = stream_item(r, fid, "", max_items)
+      local seq = append_item(KEYS[r + 1], KEYS[r + 2], fid, "", max_items)
+      redis.call("HSET", KEYS[r + 1], SEQ, seq)
+      seqs[i] = seq
     end
     return seqs
   end,
