@@ -134,11 +134,13 @@ class ServerProcess:
             return False
 
     def wait_ready(self, timeout: float = 15.0) -> ServerProcess:
-        """Block until ready; raise (with the process's log) if it never is."""
+        """Block until ready; raise (with the process's log) if it never is, after killing it:
+        a caller whose start failed has nothing to stop, so nothing may outlive it."""
         assert self.proc is not None, f"{self.label} not launched"
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
                 raise RuntimeError(f"{self.label} did not become ready:\n{self.log_text()}")
             time.sleep(0.05)
         if self.cpus:

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from loadtest import latency
-from loadtest.node import rtt_node
+from loadtest.node import ServerProcess, rtt_node
 from loadtest.peers import node_server
 from tests.support.server import APPS_TOML
 
@@ -160,3 +160,17 @@ def test_rtt_token_refuses_unknown_app(tmp_path):
     """A typo in --app must fail loudly, not print a token nobody accepts."""
     result = _rtt_token(tmp_path, "nope")
     assert result.returncode != 0 and "nope" in result.stderr
+
+
+def test_a_server_that_never_gets_ready_is_killed_by_the_failed_start(tmp_path: Path):
+    """Pins: a start that timed out raised with the process still running, and the caller,
+    having no started server to stop, left it behind (a node process outlived its test)."""
+
+    class Stuck(ServerProcess):
+        def command(self) -> list[str]:
+            return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    stuck = Stuck(directory=tmp_path)
+    with pytest.raises(RuntimeError, match="did not become ready"):
+        stuck.start(timeout=0.5)
+    assert not stuck.alive()
