@@ -40,7 +40,6 @@ def websocket_request(data: bytes, max_bytes: int) -> bool:
     """True if `data` is one whole, plain WebSocket upgrade request and nothing more."""
     return (
         len(data) <= max_bytes
-        and data.startswith(b"GET ")
         and _PLAIN_GET.fullmatch(data) is not None
         and _UPGRADE.search(data) is not None
         and _CONNECTION_UPGRADE.search(data) is not None
@@ -90,7 +89,7 @@ class FrontDoor(asyncio.Protocol):
             owner.connection_made(transport)
         else:
             http = self.http(self._config, self._server_state, self._app_state)
-            http.connection_made(transport)  # under the ceiling: this door just left the count
+            http.connection_made(transport)
             remaining = self._deadline - asyncio.get_running_loop().time()
             http.arm(WAITING, max(0.0, remaining))  # the head is still due from accept
             owner = http

@@ -15,8 +15,9 @@ opening more until the process runs out of them and stops accepting anyone. Here
 - **Body deadline** (`body_timeout`): from the end of the head to the body's last byte. The
   request is answered 408 (unless a response already started) and closed.
 - **Connection ceiling** (`max_connections`): open connections, HTTP and WebSocket alike
-  (uvicorn's `server_state.connections` holds both; every WebSocket starts as an HTTP request
-  accepted here). A connection accepted over it is answered 503 at once and half-closed: its
+  (uvicorn's `server_state.connections` holds both), checked at accept by the front door
+  (rtt/front_door.py) that every connection starts with. A connection accepted over it is
+  answered 503 at once (`Refusal`) and half-closed: its
   input is discarded until the peer closes, for at most `linger` seconds, since closing a socket
   with unread input resets it and many clients then lose the 503. At most `max_connections // 4`
   refusals linger at once; beyond that a refusal closes at once. So the node's sockets are
@@ -151,8 +152,10 @@ WAITING, _HEAD, _BODY, _IDLE = range(4)
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines and a connection ceiling. Use the class that
-    `http_protocol(limits)` returns: it is bound to one server's limits."""
+    """uvicorn's httptools protocol with deadlines. Use the class that `http_protocol(limits)`
+    returns: it is bound to one server's limits. The front door (rtt/front_door.py) builds it
+    for a connection it holds under the ceiling, then arms its first head deadline (`arm`,
+    from accept)."""
 
     edge: ClassVar[_Edge]
 
@@ -172,14 +175,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # received since the head began (bounded by max_head_bytes)
 
     # --- asyncio.Protocol --------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        edge = self.edge
-        if len(self.connections) >= edge.limits.max_connections:
-            Refusal.answer(transport, edge)
-            return
-        super().connection_made(transport)
-        self.arm(WAITING, edge.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         # bytes read while no body is due belong to a head (a read that ends a body and starts

@@ -1,7 +1,9 @@
 """The WebSocket server protocol: an asyncio protocol that uvicorn hands upgraded connections.
 
-uvicorn parses HTTP; on an `Upgrade: websocket` request it builds `ws=WebSocketProtocol`, gives
-it the transport and the request head, and switches the transport over. From there this class is
+A WebSocket upgrade request reaches this protocol from the front door (rtt/front_door.py) when
+it came whole in a connection's first read, else from uvicorn's HTTP protocol once it parsed
+it: either builds `ws=WebSocketProtocol`, gives it the transport and the request head, and
+switches the transport over. From there this class is
 the whole socket: the opening handshake, frame parsing, pings, the closing handshake, flow
 control and graceful shutdown. It hands complete messages to the `Handler` the app's `Endpoint`
 opens for the connection, and is the connection that handler writes pre-framed bytes to.

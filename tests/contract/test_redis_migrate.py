@@ -19,7 +19,8 @@ import pytest
 import redis
 
 from rtt.engines.redis import keys, redis_engine
-from rtt.engines.redis.migrate import LegacyLayout, current_name
+from rtt.engines.redis.layout import LegacyLayout
+from rtt.engines.redis.migrate import current_name
 from tests.support.clients import S2S, socket
 from tests.support.server import free_port, running
 from tests.support.server import test_settings as settings_for

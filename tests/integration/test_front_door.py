@@ -5,6 +5,7 @@ limits as if it had owned the connection since accept."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.support.raw_http import RawConnection, parse
 from tests.support.raw_ws import open_raw_in_pieces, upgrade_request
 from tests.support.server import RunningServer, running
 from tests.support.server import test_settings as settings_for
+from tests.support.waits import eventually
 
 LIMIT = 16 * 1024
 PLAIN = upgrade_request("/rtt?token=abc")
@@ -95,3 +97,25 @@ async def test_the_head_deadline_counts_from_accept_through_the_door(tmp_path: P
     answer = parse(raw)
     assert answer is not None and answer.status == 408, raw
     assert elapsed < head * 1.5, f"closed {elapsed:.2f} s after accept"
+
+
+async def test_a_connection_that_said_nothing_closes_on_eof_and_on_shutdown(tmp_path: Path):
+    """Fails if the door keeps a connection whose peer half-closed before saying anything, or
+    if a node stopping while the door holds a connection leaves it open (uvicorn asks each
+    connection to shut down; the head deadline here is far off)."""
+    settings = settings_for(tmp_path, http_header_timeout_seconds=30.0)
+    async with running(settings) as node:
+        half_closed = await RawConnection.open(node.settings.port)
+        half_closed.sock.shutdown(socket.SHUT_WR)
+        assert await half_closed.until_closed(5.0) == b""
+        half_closed.close()
+        silent = await RawConnection.open(node.settings.port)
+
+        async def held() -> int:
+            return node.connections
+
+        await eventually(held, lambda n: n == 1, what="the door holds the connection")
+        stopping = time.monotonic()
+    assert await silent.until_closed(5.0) == b""
+    assert time.monotonic() - stopping < 5.0
+    silent.close()

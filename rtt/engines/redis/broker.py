@@ -108,7 +108,7 @@ class RedisBroker:
     async def _publish(self, raw: bytes) -> None:
         for attempt in (1, 2):
             try:
-                if isinstance(self._r, RedisCluster):
+                if self._sharded:
                     await self._r.spublish(FANOUT_CHANNEL, raw)
                 else:
                     await self._r.publish(FANOUT_CHANNEL, raw)

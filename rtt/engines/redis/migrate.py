@@ -8,7 +8,7 @@ own, `{p:…}:seq`; today it is the `#seq` field of the profile's box hash, so a
 key fewer per recipient. Profile, message and frame keys kept their names.
 
 Without the move a node would see an empty store and every client would RESYNC, so a node
-refuses to start on an older layout (`refuse_legacy_layout`) and `rtt migrate-redis` moves the
+refuses to start on an older layout (layout.py) and `rtt migrate-redis` moves the
 data in place: RENAME keeps each value, its TTL and a stream's consumer groups; a seq becomes a
 field of its box. Run it with every node stopped, on a single Redis (a Redis Cluster was never
 written in an older layout). It can be run again after an interruption: the epoch and the
@@ -18,25 +18,22 @@ layout mark move last, so until then nodes still refuse to start, and what moved
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from rtt.engines.redis import keys
+from rtt.engines.redis.layout import LEGACY_EPOCH
+from rtt.engines.redis.presence import live_nodes
 
-LEGACY_EPOCH = "rtt:epoch"
 LEGACY_WRITES = "rtt:writes"
 LEGACY_OUTBOXES = "rtt:outboxes"
 LEGACY_EVENT_APPS = "rtt:event_apps"
 LEGACY_SEQ = ":seq"  # a profile's seq key: `{p:<len>:<app>:<profile>}:seq`
 
-BATCH = 500  # renames per round trip
+BATCH = 500  # keys moved per round trip
 _APP_KEY = re.compile(r"rtt:(\d+):")
-
-
-class LegacyLayout(RuntimeError):
-    """The store still holds data under the key names of before Redis Cluster support."""
 
 
 class NodesRunning(RuntimeError):
@@ -44,7 +41,7 @@ class NodesRunning(RuntimeError):
 
 
 def current_name(legacy: str) -> str | None:
-    """Today's name of an app key of the old layout; None for a name that did not change (a
+    """Today's name of an app key of layout 0; None for a name that did not change (a
     frame, a profile's or message's key, a node's) or that is not an app key at all."""
     match = _APP_KEY.match(legacy)
     if match is None:
@@ -54,19 +51,6 @@ def current_name(legacy: str) -> str | None:
     if len(app) != size or not rest.startswith(":") or rest.startswith(":frame:"):
         return None
     return f"rtt:{{{size}:{app}}}{rest}"
-
-
-async def refuse_legacy_layout(client: Redis | RedisCluster) -> None:
-    """Raise LegacyLayout when the store was written in an older layout and not moved yet:
-    starting on it would hide every stored message (or seq) and make every client RESYNC. A
-    store with no epoch yet is new: the epoch script marks its layout."""
-    legacy = await client.exists(LEGACY_EPOCH)
-    epoch, layout = await client.mget([keys.EPOCH, keys.LAYOUT])  # one slot: {rtt}
-    if legacy or (epoch is not None and layout != keys.LAYOUT_VERSION):
-        raise LegacyLayout(
-            "this Redis holds rtt data in an older key layout; stop every node and run once:"
-            " rtt migrate-redis --redis-url <this Redis>"
-        )
 
 
 @dataclass
@@ -80,33 +64,22 @@ class Moved:
 
 
 async def migrate(client: Redis) -> Moved:
-    """Rename every key of the old layout to its current name, rewrite the key names held in
-    the outbox set and the dropped-entries hash, then move the epoch (last, see the module;
-    not at all if a key could not be renamed)."""
-    alive = await _live_nodes(client)
+    """Rename every key of layout 0 to its current name, rewrite the key names held in the
+    outbox set and the dropped-entries hash, fold every seq key of layouts 0 and 1 into its box,
+    then move the epoch and mark the layout (last, see the module; not at all if a key could not
+    be renamed)."""
+    alive, _ = await live_nodes(client)
     if alive:
         raise NodesRunning(
             f"{len(alive)} node(s) still running on this Redis ({alive[0]}…): stop them first"
         )
     moved = Moved()
-    batch: list[tuple[str, str]] = []
-    async for raw in client.scan_iter(match="rtt:[0-9]*", count=1000):
-        name = raw.decode("utf-8", "surrogateescape")
-        new = current_name(name)
-        if new is not None:
-            batch.append((name, new))
-        if len(batch) >= BATCH:
-            await _rename(client, batch, moved)
-            batch = []
-    await _rename(client, batch, moved)
+    async for names in _batches(client, "rtt:[0-9]*"):
+        pairs = [(name, current_name(name)) for name in names]
+        await _rename(client, [(old, new) for old, new in pairs if new is not None], moved)
     await _rewrite_names(client)
-    seqs: list[str] = []
-    async for raw in client.scan_iter(match="{p:*}" + LEGACY_SEQ, count=1000):
-        seqs.append(raw.decode("utf-8", "surrogateescape"))
-        if len(seqs) >= BATCH:
-            moved.folded += await _fold_seqs(client, seqs)
-            seqs = []
-    moved.folded += await _fold_seqs(client, seqs)
+    async for names in _batches(client, "{p:*}" + LEGACY_SEQ):
+        moved.folded += await _fold_seqs(client, names)
     if moved.conflicts:  # the epoch stays: nodes refuse to start until they are resolved
         return moved
     async with client.pipeline(transaction=True) as pipe:
@@ -116,6 +89,18 @@ async def migrate(client: Redis) -> Moved:
         pipe.set(keys.LAYOUT, keys.LAYOUT_VERSION)
         await pipe.execute()
     return moved
+
+
+async def _batches(client: Redis, match: str) -> AsyncIterator[list[str]]:
+    """The names of the keys matching `match`, BATCH at a time (SCAN: one may come twice)."""
+    batch: list[str] = []
+    async for raw in client.scan_iter(match=match, count=1000):
+        batch.append(raw.decode("utf-8", "surrogateescape"))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def _fold_seqs(client: Redis, names: list[str]) -> int:
@@ -132,15 +117,6 @@ async def _fold_seqs(client: Redis, names: list[str]) -> int:
                 pipe.delete(name)
         await pipe.execute()
     return sum(value is not None for value in values)
-
-
-async def _live_nodes(client: Redis) -> list[str]:
-    """The nodes whose presence key has not expired: the ones still running."""
-    nodes = [n.decode() for n in await client.smembers(keys.NODES)]
-    if not nodes:
-        return []
-    alive = await client.mget([keys.node_alive(n) for n in nodes])
-    return [n for n, up in zip(nodes, alive, strict=True) if up]
 
 
 async def _rename(client: Redis, batch: list[tuple[str, str]], moved: Moved) -> None:

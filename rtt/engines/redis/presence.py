@@ -32,6 +32,20 @@ from rtt.tasks import stop_task
 log = logging.getLogger("rtt.presence")
 
 
+async def live_nodes(client: Redis | RedisCluster) -> tuple[list[str], list[str]]:
+    """The registered nodes whose presence key is alive (still running) and those whose key
+    expired (killed without leaving), in name order."""
+    nodes = sorted(n.decode() for n in await client.smembers(keys.NODES))
+    if not nodes:
+        return [], []
+    async with client.pipeline(transaction=False) as pipe:  # a GET per key: many slots
+        for node in nodes:
+            pipe.get(keys.node_alive(node))
+        flags = await pipe.execute()
+    alive = [n for n, flag in zip(nodes, flags, strict=True) if flag is not None]
+    return alive, [n for n, flag in zip(nodes, flags, strict=True) if flag is None]
+
+
 class RedisPresence:
     def __init__(self, client: Redis | RedisCluster, node_id: str, ttl: float) -> None:
         self._r = client
@@ -118,15 +132,9 @@ class RedisPresence:
     async def online(self, app: str, profiles: list[str]) -> set[str]:
         if not profiles:  # HMGET needs a field: a message to no one (Nexudus) asks for none
             return set()
-        nodes = sorted(n.decode() for n in await self._r.smembers(keys.NODES))
-        if not nodes:
+        alive, dead = await live_nodes(self._r)
+        if not alive and not dead:
             return set()
-        async with self._r.pipeline(transaction=False) as pipe:  # a GET per key: many slots
-            for node in nodes:
-                pipe.get(keys.node_alive(node))
-            alive_flags = await pipe.execute()
-        alive = [n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None]
-        dead = [n for n in nodes if n not in alive]
         if dead:  # a crashed node's leftovers: forget them
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.srem(keys.NODES, *dead)

@@ -11,7 +11,7 @@ import functools
 import operator
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
@@ -34,7 +34,7 @@ from rtt.engines.base import (
 )
 from rtt.engines.redis import keys, query
 from rtt.engines.redis.idempotency import RedisClaims
-from rtt.engines.redis.migrate import refuse_legacy_layout
+from rtt.engines.redis.layout import refuse_legacy_layout
 from rtt.engines.redis.parts import Part, Writer, slot
 from rtt.engines.redis.scripts import Scripts
 from rtt.protocol import Frame, dumps, json_strings, loads
@@ -116,7 +116,11 @@ def _box_field(field: bytes) -> tuple[str, str]:
 async def _json_array(items: Sequence[T], entry: Callable[[T], Any]) -> bytes:
     """`[entry(item), …]` as one JSON argument, for a script to decode in one call: encoded in
     C a slice at a time (where an argument per item costs redis-py ~2 µs each to pack)."""
-    parts = await pieces(items, lambda some: dumps([entry(item) for item in some])[1:-1])
+    return _array(await pieces(items, lambda some: dumps([entry(item) for item in some])[1:-1]))
+
+
+def _array(parts: list[bytes]) -> bytes:
+    """A JSON array of pieces each holding some of its elements (an empty piece holds none)."""
     return b"[" + b",".join(part for part in parts if part) + b"]"
 
 
@@ -142,8 +146,7 @@ def _push_groups(some: Sequence[PushEntry]) -> bytes:
 
 async def push_json(pushes: list[PushEntry]) -> bytes:
     """Push entries as the one JSON argument every script that queues them decodes."""
-    parts = await pieces(pushes, _push_groups)
-    return b"[" + b",".join(part for part in parts if part) + b"]"
+    return _array(await pieces(pushes, _push_groups))
 
 
 async def outbox_parts(app: str, pushes: list[PushEntry]) -> list[Part]:
@@ -161,6 +164,14 @@ def _event_row(pair: tuple[Event, bytes]) -> tuple[Any, ...]:
     e, mid = pair
     item = dumps(e.item()).decode()
     return (e.ev_id, mid.decode(), item, e.created_at, keys.event_member(e.to_id, e.ev_id))
+
+
+def _grouped(slots: Iterable[int]) -> list[list[int]]:
+    """The indexes of `slots`, a group per distinct slot, in first-seen order."""
+    by_slot: dict[int, list[int]] = {}
+    for i, s in enumerate(slots):
+        by_slot.setdefault(s, []).append(i)
+    return list(by_slot.values())
 
 
 def _pick(items: Sequence[T], group: list[int]) -> Sequence[T]:
@@ -289,11 +300,9 @@ class RedisStore:
         a single Redis; none for no profiles): a part of the recipients touches one slot."""
         if not self._cluster:
             return [list(range(len(profiles)))] if profiles else []
-        slots = await sliced(profiles, lambda some: [slot(keys.profile(app, p)) for p in some])
-        by_slot: dict[int, list[int]] = {}
-        for i, s in enumerate(slots):
-            by_slot.setdefault(s, []).append(i)
-        return list(by_slot.values())
+        return _grouped(
+            await sliced(profiles, lambda some: [slot(keys.profile(app, p)) for p in some])
+        )
 
     @staticmethod
     def _seqs(size: int, groups: list[list[int]], answers: list[list[Any]]) -> list[int]:
@@ -480,19 +489,17 @@ class RedisStore:
     ) -> list[tuple[str, list[Any]]]:
         """(msg_id, message_meta.lua's answer) of each: one call, or on a cluster one call per
         slot (a script reads one slot), the calls at once."""
-        groups: dict[int, list[str]] = {}
-        for msg_id in msg_ids:
-            key = keys.message(app, msg_id)
-            groups.setdefault(slot(key) if self._cluster else 0, []).append(msg_id)
+        names = [keys.message(app, msg_id) for msg_id in msg_ids]
+        groups = _grouped(map(slot, names)) if self._cluster else [list(range(len(names)))]
         flag = ["1" if with_to else "0"]
         answers = await asyncio.gather(*(
-            self._scripts.message_meta(keys=[keys.message(app, i) for i in group], args=flag)
-            for group in groups.values()
+            self._scripts.message_meta(keys=[names[i] for i in group], args=flag)
+            for group in groups
         ))  # fmt: skip
         return [
-            pair
-            for group, metas in zip(groups.values(), answers, strict=True)
-            for pair in zip(group, metas, strict=True)
+            (msg_ids[i], meta)
+            for group, metas in zip(groups, answers, strict=True)
+            for i, meta in zip(group, metas, strict=True)
         ]
 
     async def _cut_messages(
